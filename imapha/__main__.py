@@ -1,0 +1,7 @@
+"""``python -m imapha`` is the ``imapha`` command."""
+
+import sys
+
+from imapha.cli import main
+
+sys.exit(main())
