@@ -1,0 +1,1 @@
+"""Tests of imapha.maildir, imapha.deliver and the Dovecot runner."""
