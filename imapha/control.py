@@ -135,9 +135,11 @@ class ControlResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, registry: VerbRegistry) -> None:
+    def __init__(self, registry: VerbRegistry,
+                 on_reply: Callable[[str, int], None] | None = None) -> None:
         cast(Any, super()).__init__()
         self.registry = registry
+        self.on_reply = on_reply
 
     def render(self, request: Any) -> bytes | int:
         method = (request.method or b"").decode("ascii", "replace")
@@ -149,6 +151,16 @@ class ControlResource(Resource):
         result: Deferred[Reply] = defer.maybeDeferred(self._dispatch, request, method, path)
         result.addErrback(self._failed, method, path)
         result.addCallback(self._send, request, gone)
+        if self.on_reply is not None:
+            known = path == "/" or self.registry.lookup(method, path) is not None
+            label = f"{method} {path}" if known else "unknown"
+            on_reply = self.on_reply
+
+            def count(status: Any) -> None:
+                on_reply(label, int(status))
+
+            result.addCallback(count)
+        result.addErrback(lambda f: log.error("control reply failed: %s", f.getTraceback()))
         return NOT_DONE_YET
 
     def _dispatch(self, request: Any, method: str, path: str) -> Any:
@@ -193,10 +205,10 @@ class ControlResource(Resource):
         return Reply(_error_body("internal error"), HTTPStatus.INTERNAL_SERVER_ERROR)
 
     @staticmethod
-    def _send(result: Any, request: Any, gone: list[bool]) -> None:
+    def _send(result: Any, request: Any, gone: list[bool]) -> int:
         reply = result if isinstance(result, Reply) else Reply(result)
         if gone:
-            return
+            return int(reply.status)
         try:
             payload = json.dumps(reply.body, sort_keys=True, default=str).encode() + b"\n"
         except (TypeError, ValueError):
@@ -208,6 +220,7 @@ class ControlResource(Resource):
         request.setHeader(b"Cache-Control", b"no-store")
         request.write(payload)
         request.finish()
+        return int(reply.status)
 
 
 class _QuietSite(Site):
@@ -238,6 +251,7 @@ class ControlServer:
         self.path = Path(path)
         self.registry = registry
         self.role = role
+        self.on_reply: Callable[[str, int], None] | None = None
         self._port: IListeningPort | None = None
 
     def prepare_path(self) -> None:
@@ -268,9 +282,9 @@ class ControlServer:
         """Check the path, then listen. Errback with AlreadyServing or CannotListenError."""
         try:
             self.prepare_path()
-        except AlreadyServing:
+        except (AlreadyServing, OSError):
             return defer.fail()
-        site = quiet_site(ControlResource(self.registry))
+        site = quiet_site(ControlResource(self.registry, self.on_reply))
         endpoint: Any = cast(Any, UNIXServerEndpoint)(self.reactor, str(self.path),
                                                        mode=SOCKET_MODE)
         listening: Deferred[IListeningPort] = endpoint.listen(site)
