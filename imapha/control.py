@@ -227,15 +227,20 @@ class _QuietSite(Site):
     """A Site that does not write an access log line per request."""
 
     noisy = False
+    name = "http"
 
     def log(self, request: Any) -> None:
         pass
 
+    def logPrefix(self) -> str:
+        return self.name
 
-def quiet_site(resource: Resource) -> Site:
-    """A twisted.web Site for ``resource`` with no access log and no start/stop chatter."""
-    site: Site = cast(Any, _QuietSite)(resource)
-    return site
+
+def quiet_site(resource: Resource, name: str) -> Site:
+    """A twisted.web Site for ``resource``, named ``name`` in logs, with no access log."""
+    site: Any = cast(Any, _QuietSite)(resource)
+    site.name = name
+    return cast(Site, site)
 
 
 class AlreadyServing(Exception):
@@ -284,7 +289,7 @@ class ControlServer:
             self.prepare_path()
         except (AlreadyServing, OSError):
             return defer.fail()
-        site = quiet_site(ControlResource(self.registry, self.on_reply))
+        site = quiet_site(ControlResource(self.registry, self.on_reply), "control API")
         endpoint: Any = cast(Any, UNIXServerEndpoint)(self.reactor, str(self.path),
                                                        mode=SOCKET_MODE)
         listening: Deferred[IListeningPort] = endpoint.listen(site)

@@ -270,7 +270,7 @@ class MetricsResource(Resource):
 def listen_metrics(reactor: IReactorTCP, registry: CollectorRegistry, host: str,
                    port: int) -> Deferred[IListeningPort]:
     """Serve ``/metrics`` on host:port (port 0: the OS picks; see getHost())."""
-    site = quiet_site(MetricsResource(registry))
+    site = quiet_site(MetricsResource(registry), "metrics")
     host = host.strip("[]")
     kind: Any = TCP6ServerEndpoint if ":" in host else TCP4ServerEndpoint
     endpoint: Any = kind(reactor, port, interface=host)

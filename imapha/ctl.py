@@ -1,0 +1,343 @@
+"""``imapha ctl``: the operator's client of every daemon's control API.
+
+Theory of operation
+-------------------
+ctl reads the cluster config, so it knows every node, the roles configured on
+each and where each role's control socket lives
+(:meth:`ClusterConfig.control_socket`). It talks to a daemon only through that
+Unix socket (:func:`imapha.control.request`); it opens no network port and
+needs none.
+
+- ``status [--json]`` asks ``GET /status`` of every (node, role) whose socket
+  exists on this host and prints a table (or a JSON list). A socket that is
+  absent or refuses is shown ``unreachable``.
+- ``drain NODE`` posts ``/drain`` to the node's daemons in the order vipd,
+  proxy, backend, dhcp (the VIPs move away first, then the services stop
+  taking new work); ``undrain NODE`` goes in the reverse order.
+- ``kick USER`` and ``drain-backend NAME`` go to every reachable proxy.
+
+Exit codes: 0 all answered and agreed; 1 some daemon was unreachable or
+refused; 2 usage (bad arguments, unusable config, unknown node or backend).
+
+Other nodes
+-----------
+A node's sockets exist only on that node (``run_dir`` is per node), and ctl
+deliberately adds no network listener. Two ways to reach them:
+
+1. ``imapha ctl status --ssh`` runs ``ssh -o BatchMode=yes NODE_ADDRESS imapha
+   ctl --config SAME_PATH status --json --only-node NODE`` for each node whose
+   sockets are not on this host, and merges the answers into one table.
+   ``--ssh-command`` replaces the ``ssh ...`` part (a jump host, a key...).
+   The same works by hand for any verb: ``ssh b imapha ctl drain b``.
+2. Forward one socket: ``ssh -N -L /tmp/b-proxy.sock:/run/imapha/b/proxy.sock b``,
+   then ``curl --unix-socket /tmp/b-proxy.sock http://x/status``.
+
+Both rely on SSH's authentication; the sockets stay mode 0660.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Final, TextIO
+
+from imapha.config import ClusterConfig, ConfigError, load_config
+from imapha.control import ControlClientError, JsonObject, request
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+
+#: drain goes in this order (VIPs move first); undrain in the reverse.
+ROLE_ORDER: Final = ("vipd", "proxy", "backend", "dhcp")
+DEFAULT_SSH: Final = "ssh -o BatchMode=yes -o ConnectTimeout=5"
+REMOTE_PROGRAM: Final = "imapha"
+
+
+@dataclass
+class Row:
+    """One daemon in ``ctl status``; also the JSON object of ``--json``."""
+
+    node: str
+    role: str
+    socket: str
+    reachable: bool = False
+    state: str = "unreachable"
+    pid: int | None = None
+    uptime: float | None = None
+    detail: str = ""
+    via: str = "local"
+    status: JsonObject = field(default_factory=dict)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--timeout", type=float, default=5.0,
+                        help="seconds to wait for each daemon (default %(default)s)")
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        # Accept --config after the action too (`imapha ctl status --config F`).
+        sp.add_argument("--config", type=Path, default=argparse.SUPPRESS,
+                        help="cluster config file")
+        return sp
+
+    status = add("status", "show every daemon of the cluster reachable from here")
+    status.add_argument("--json", action="store_true", help="a JSON list instead of a table")
+    status.add_argument("--ssh", action="store_true",
+                        help="ask nodes whose sockets are not on this host over ssh")
+    status.add_argument("--ssh-command", default=DEFAULT_SSH,
+                        help="how to run a command on a node (default: %(default)s)")
+    status.add_argument("--only-node", metavar="NODE", help="only this node's daemons")
+    drain = add("drain", "stop NODE taking new work: its VIPs move away, sessions finish")
+    drain.add_argument("target", metavar="NODE")
+    undrain = add("undrain", "let NODE take work (and its VIPs) again")
+    undrain.add_argument("target", metavar="NODE")
+    kick = add("kick", "end USER's sessions on every proxy")
+    kick.add_argument("target", metavar="USER")
+    drain_backend = add("drain-backend", "route no new session to backend NAME")
+    drain_backend.add_argument("target", metavar="NAME")
+
+
+def run(args: argparse.Namespace) -> int:
+    out: TextIO = sys.stdout
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(f"imapha ctl: {issue}", file=sys.stderr)
+        if not exc.issues:
+            print(f"imapha ctl: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"imapha ctl: cannot read {args.config}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    timeout: float = args.timeout
+    if args.action == "status":
+        return _status(config, args, timeout, out)
+    if args.action in {"drain", "undrain"}:
+        return _drain(config, args.action, args.target, timeout, out)
+    if args.action == "kick":
+        return _to_proxies(config, "/kick", {"user": args.target}, timeout, out)
+    if args.action == "drain-backend":
+        names = [b.name for b in config.backends]
+        if args.target not in names:
+            print(f"imapha ctl: no backend named {args.target!r} (backends: "
+                  f"{', '.join(names) or 'none'})", file=sys.stderr)
+            return EXIT_USAGE
+        return _to_proxies(config, "/drain-backend", {"name": args.target}, timeout, out)
+    print(f"imapha ctl: unknown action {args.action!r}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+# ---------------------------------------------------------------- status
+
+
+def _targets(config: ClusterConfig, nodes: Iterable[str]) -> list[Row]:
+    rows = []
+    for node in nodes:
+        roles = config.roles(node)
+        for role in ROLE_ORDER:
+            if role in roles:
+                rows.append(Row(node, role, str(config.control_socket(node, role))))
+    return rows
+
+
+def state_of(status: JsonObject) -> str:
+    """The one-word state ``ctl status`` shows for a daemon's /status."""
+    state = str(status.get("state", "running"))
+    if state != "running":
+        return state
+    if status.get("draining"):
+        return "draining"
+    return "ready" if status.get("ready") else "not ready"
+
+
+def query(row: Row, timeout: float) -> Row:
+    """Fill ``row`` from the daemon's GET /status (in place) and return it."""
+    try:
+        resp = request(row.socket, "GET", "/status", timeout=timeout)
+    except ControlClientError as exc:
+        row.detail = exc.message
+        return row
+    if not resp.ok:
+        row.detail = f"/status answered {resp.status}: {resp.error}"
+        return row
+    body = resp.body
+    row.reachable = True
+    row.status = body
+    row.state = state_of(body)
+    pid = body.get("pid")
+    row.pid = pid if isinstance(pid, int) else None
+    uptime = body.get("uptime")
+    row.uptime = float(uptime) if isinstance(uptime, int | float) else None
+    parts = []
+    if row.state == "not ready" and body.get("reason"):
+        parts.append(str(body["reason"]))
+    if body.get("detail"):
+        parts.append(str(body["detail"]))
+    row.detail = "; ".join(parts)
+    return row
+
+
+def _status(config: ClusterConfig, args: argparse.Namespace, timeout: float,
+            out: TextIO) -> int:
+    nodes = list(config.node_names)
+    if args.only_node is not None:
+        if args.only_node not in nodes:
+            print(f"imapha ctl: no node {args.only_node!r} (nodes: {', '.join(nodes)})",
+                  file=sys.stderr)
+            return EXIT_USAGE
+        nodes = [args.only_node]
+    rows = _targets(config, nodes)
+    remote_nodes: list[str] = []
+    for row in rows:
+        if Path(row.socket).exists():
+            query(row, timeout)
+        else:
+            row.detail = "no socket on this host" + ("" if args.ssh else
+                                                     " (down, or a remote node: try --ssh)")
+            if args.ssh and row.node not in remote_nodes:
+                remote_nodes.append(row.node)
+    for node in remote_nodes:
+        _merge_remote(config, node, rows, args.ssh_command, timeout)
+    if args.json:
+        json.dump([asdict(r) for r in rows], out, indent=2, sort_keys=True, default=str)
+        out.write("\n")
+    else:
+        print_table(rows, out)
+    return EXIT_OK if all(r.reachable for r in rows) else EXIT_FAILED
+
+
+def _merge_remote(config: ClusterConfig, node: str, rows: list[Row], ssh_command: str,
+                  timeout: float) -> None:
+    """Replace ``node``'s local rows by what ``ssh NODE imapha ctl status --json`` says."""
+    host = str(config.node(node).address)
+    command = [*shlex.split(ssh_command), host, REMOTE_PROGRAM, "ctl",
+               "--config", str(config.path), "status", "--json", "--only-node", node,
+               "--timeout", f"{timeout:g}"]
+    mine = [r for r in rows if r.node == node]
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True,
+                              timeout=timeout * (len(mine) + 1) + 10, check=False)
+        remote = json.loads(proc.stdout) if proc.stdout.strip() else None
+        if not isinstance(remote, list):
+            last = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+            raise ValueError(last)
+    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        for row in mine:
+            if not row.reachable:
+                row.detail = f"ssh {host}: {exc}"
+        return
+    by_role = {str(item.get("role")): item for item in remote if isinstance(item, dict)}
+    for row in mine:
+        if row.reachable:
+            continue
+        item = by_role.get(row.role)
+        if item is None:
+            row.detail = f"ssh {host}: no answer for {row.role}"
+            continue
+        for key in ("reachable", "state", "pid", "uptime", "detail", "status"):
+            if key in item:
+                setattr(row, key, item[key])
+        row.via = f"ssh {host}"
+
+
+def format_uptime(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    days, s = divmod(s, 86400)
+    hours, s = divmod(s, 3600)
+    minutes, s = divmod(s, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{s:02d}s"
+    return f"{s}s"
+
+
+def print_table(rows: Sequence[Row], out: TextIO) -> None:
+    header = ("NODE", "ROLE", "PID", "STATE", "UPTIME", "DETAIL")
+    table = [header] + [
+        (r.node, r.role, str(r.pid) if r.pid is not None else "-", r.state,
+         format_uptime(r.uptime), r.detail if r.via == "local" else f"{r.detail} [{r.via}]")
+        for r in rows
+    ]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header) - 1)]
+    for line in table:
+        cells = [cell.ljust(width) for cell, width in zip(line, widths, strict=False)]
+        out.write(("  ".join([*cells, line[-1]])).rstrip() + "\n")
+
+
+# ---------------------------------------------------------------- actions
+
+
+def _post(row: Row, target: str, body: JsonObject | None, timeout: float) -> tuple[bool, str]:
+    """(success, one-line result) of one POST."""
+    try:
+        resp = request(row.socket, "POST", target, body, timeout=timeout)
+    except ControlClientError as exc:
+        return False, f"unreachable ({exc.message})"
+    if not resp.ok:
+        return False, f"refused: {resp.error} (HTTP {resp.status})"
+    return True, _describe(target, resp.body)
+
+
+def _describe(target: str, body: JsonObject) -> str:
+    if target in {"/drain", "/undrain"}:
+        word = "drained" if target == "/drain" else "undrained"
+        return word if body.get("changed", True) else f"already {word}"
+    return ", ".join(f"{k}={v}" for k, v in sorted(body.items()) if k not in {"role", "node"}) \
+        or "ok"
+
+
+def _drain(config: ClusterConfig, action: str, node: str, timeout: float, out: TextIO) -> int:
+    if node not in config.node_names:
+        print(f"imapha ctl: no node {node!r} (nodes: {', '.join(config.node_names)})",
+              file=sys.stderr)
+        return EXIT_USAGE
+    rows = _targets(config, [node])
+    if action == "undrain":
+        rows.reverse()
+    ok = True
+    for row in rows:
+        success, text = _post(row, f"/{action}", None, timeout)
+        ok = ok and success
+        out.write(f"{row.node}  {row.role:<8} {text}\n")
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def _to_proxies(config: ClusterConfig, target: str, body: JsonObject, timeout: float,
+                out: TextIO) -> int:
+    rows = [r for r in _targets(config, config.node_names) if r.role == "proxy"]
+    if not rows:
+        print("imapha ctl: no proxy is configured", file=sys.stderr)
+        return EXIT_USAGE
+    ok = True
+    for row in rows:
+        success, text = _post(row, target, body, timeout)
+        ok = ok and success
+        out.write(f"{row.node}  {row.role:<8} {text}\n")
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m imapha.ctl``: the same as ``imapha ctl`` without the other commands."""
+    parser = argparse.ArgumentParser(prog="imapha ctl")
+    parser.add_argument("--config", type=Path, default=Path("/etc/imapha/imapha.toml"))
+    configure(parser)
+    args: Any = parser.parse_args(argv)
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
