@@ -12,6 +12,8 @@ from collections.abc import Generator
 
 import pytest
 
+pytest_plugins = ["imapha.lab.fixtures"]
+
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 

@@ -64,6 +64,8 @@ class LabProcess:
     netns: str
     log: Path
     popen: subprocess.Popen[bytes] = field(repr=False)
+    log_offset: int = 0
+    """Where this process's output starts in *log* (after the header line)."""
 
     @property
     def pid(self) -> int:
@@ -86,9 +88,11 @@ class LabProcess:
                 os.kill(self.pid, sig)
 
     def output(self) -> str:
-        """Everything the process wrote so far (its log file)."""
+        """Everything the process wrote so far (its part of the log file)."""
         try:
-            return self.log.read_text(errors="replace")
+            with open(self.log, "rb") as f:
+                f.seek(self.log_offset)
+                return f.read().decode(errors="replace")
         except FileNotFoundError:
             return ""
 
@@ -126,6 +130,7 @@ def spawn(
     with open(log_path, "ab") as out:
         out.write(f"--- {time.strftime('%H:%M:%S')} {' '.join(map(str, argv))}\n".encode())
         out.flush()
+        offset = out.tell()
         popen = subprocess.Popen(
             _netns_argv(name, argv),
             stdin=subprocess.DEVNULL,
@@ -136,7 +141,9 @@ def spawn(
             start_new_session=True,
         )
     log.debug("spawned pid %d in %s: %s", popen.pid, name, argv)
-    return LabProcess(argv=[str(a) for a in argv], netns=name, log=log_path, popen=popen)
+    return LabProcess(
+        argv=[str(a) for a in argv], netns=name, log=log_path, popen=popen, log_offset=offset
+    )
 
 
 def run_in(
