@@ -42,6 +42,7 @@ from imapha.config.units import (
 T = TypeVar("T")
 Conv = Callable[[object, "At"], Any]
 REQUIRED: Final = MISSING  # raw default of a field that must be written
+_KINDS: dict[Conv, str] = {}  # converter -> "duration" | "size", for printing values back
 
 
 class Invalid(Exception):
@@ -84,10 +85,14 @@ class At:
         self.ctx.report(self.path, message)
 
 
-def meta(conv: Conv, default: object = REQUIRED, *, secret: bool = False,
-         kind: str = "") -> dict[str, object]:
-    """Field metadata: how to convert the key, its raw default, how to show it."""
-    return {"conv": conv, "default": default, "secret": secret, "kind": kind}
+def meta(conv: Conv, default: object = REQUIRED, *, secret: bool = False) -> dict[str, object]:
+    """Field metadata: how to convert the key, its raw default, whether to mask it."""
+    return {"conv": conv, "default": default, "secret": secret}
+
+
+def kind_of(conv: Conv) -> str:
+    """``"duration"``, ``"size"`` or ``""``: how a field's value is best printed."""
+    return _KINDS.get(conv, "")
 
 
 def spec_fields(cls: type) -> dict[str, Field[Any]]:
@@ -245,6 +250,7 @@ def duration(low: float = 0.0, high: float | None = None) -> Conv:
                       if high is not None else f"at least {format_duration(low)}")
             raise Invalid(f"must be {bounds}, got {show(value)}")
         return seconds
+    _KINDS[conv] = "duration"
     return conv
 
 
@@ -259,6 +265,7 @@ def size(low: int = 0) -> Conv:
         if result < low:
             raise Invalid(f"must be at least {low} bytes, got {show(value)}")
         return result
+    _KINDS[conv] = "size"
     return conv
 
 

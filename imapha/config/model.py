@@ -6,11 +6,8 @@ Every key's type, default and meaning is declared here and nowhere else: the
 field's type is what code reads, ``meta(converter, raw_default)`` says how the
 TOML value becomes it (see :mod:`imapha.config.convert`). Raw defaults are
 written as in the TOML file, placeholders included, and validated like user
-values. ``docs/config.md`` describes the same keys for operators; the tests
-check the two agree.
-
-Keys a SIGHUP reload may change carry ``kind="reload"`` in the docs only; the
-daemons decide what they reload.
+values. ``docs/config.md`` describes the same keys for operators (with which
+of them a SIGHUP reload may change); the tests check the two agree.
 """
 
 from __future__ import annotations
@@ -150,7 +147,7 @@ class ProxyConfig:
         metadata=c.meta(c.choice("id", "proxy-v2", "none"), "id"))
     user_map: Path | None = field(metadata=c.meta(c.optional_path, None))
     probe_user: str = field(metadata=c.meta(c.string, ""))
-    probe_password: str = field(metadata=c.meta(c.string, ""), repr=False)
+    probe_password: str = field(metadata=c.meta(c.string, "", secret=True), repr=False)
     probe_password_file: Path | None = field(metadata=c.meta(c.optional_path, None))
     health_interval: float = field(metadata=c.meta(c.duration(0.01), "2s"))
     health_timeout: float = field(metadata=c.meta(c.duration(0.01), "2s"))
