@@ -1,0 +1,625 @@
+"""The RFC 2131 server, sans-I/O: a decoded request in, an ordered list of actions out.
+
+Theory of operation
+-------------------
+:meth:`Server.handle` takes a decoded :class:`Packet`, the :class:`Ingress` it
+came through (interface and its addresses, whether it was broadcast) and the
+time, reads the lease store, and returns an :class:`Outcome`: the store writes
+to make, in order, then at most one :class:`Reply`. The caller runs them in
+that order with :func:`apply`; a write that raises :class:`LeaseConflict`
+(another server or thread won the address) stops the list, so a reply is never
+sent for a binding that was not recorded (RFC 2131 §4.3.2: the binding is
+committed before the DHCPACK). Nothing here touches a socket or a clock.
+
+Which link the client is on (§4.3.1): the relay's ``giaddr`` if set; else
+``ciaddr`` if the request came by unicast (a renewal from a relayed subnet
+arrives with no giaddr); else the receiving interface's networks. The subnets
+of that shared network are where the client may get an address.
+
+Message handling, RFC 2131 §4.3:
+
+- DISCOVER: pick an address (registration, the client's current or previous
+  address, the requested address, then the first free pool address the
+  :class:`Allocator` allows), reserve it for ``offer_hold`` and OFFER it.
+- REQUEST, told apart as in §4.3.2: SELECTING (option 54 present: ours, or
+  drop and free our offer), INIT-REBOOT (option 50, no ciaddr: NAK if on the
+  wrong network or if the address is not the client's, silent if we have no
+  record of the client), RENEWING/REBINDING (ciaddr). ACK carries lease time,
+  T1 = 0.5 and T2 = 0.875 of it (§4.4.5).
+- DECLINE: quarantine the address for ``decline_quarantine`` (§4.3.3).
+- RELEASE: free the address if it is the client's (§4.3.4).
+- INFORM: ACK with parameters, no yiaddr and no lease times (§4.3.5).
+
+Reply addressing is §4.1 (:func:`addressing`). Replies echo option 61
+(RFC 6842) and option 82 (RFC 3046 §2.2, last). Option 54 is the configured
+server identifier: the VIP, so renewals follow the active node.
+
+A registered address is only ever offered to its own host: dynamic allocation
+skips registered addresses, and a renewal of one by another client is NAKed.
+If a host's registered address is still held by someone else's lease, the host
+gets a dynamic address meanwhile.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface
+from typing import Protocol
+
+from dhcp.network import ServerConfig, Subnet
+from dhcp.options import MessageType, Opt, Options, OptionValue
+from dhcp.packet import (
+    BOOTREPLY,
+    BOOTREQUEST,
+    CLIENT_PORT,
+    DEFAULT_MAX_MESSAGE,
+    FLAG_BROADCAST,
+    SERVER_PORT,
+    ZERO,
+    Packet,
+)
+from dhcp.registrations import Registration, Registrations
+from dhcp.store import ClientKey, LeaseState, LeaseStore, admits, client_key
+
+BROADCAST = IPv4Address("255.255.255.255")
+# Parameters sent whether or not the client asked for them (when configured).
+ALWAYS_SENT = (Opt.SUBNET_MASK, Opt.ROUTERS, Opt.DNS_SERVERS, Opt.DOMAIN_NAME)
+MAX_REPLY = 1500 - 28  # never build a reply beyond an Ethernet MTU
+
+
+class Allocator(Protocol):
+    """Which addresses this server may newly hand out (failover restricts it)."""
+
+    def allows(self, address: IPv4Address, client: ClientKey) -> bool: ...
+
+
+class EveryAddress:
+    """The stand-alone policy: every pool address is ours to give."""
+
+    def allows(self, address: IPv4Address, client: ClientKey) -> bool:
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class AddressParity:
+    """A split-pool policy: only addresses whose last bit is ``parity`` are ours."""
+
+    parity: int
+
+    def allows(self, address: IPv4Address, client: ClientKey) -> bool:
+        return int(address) & 1 == self.parity
+
+
+@dataclass(frozen=True, slots=True)
+class Ingress:
+    """How a request reached us, as the I/O layer saw it."""
+
+    interface: str
+    addresses: tuple[IPv4Interface, ...] = ()
+    broadcast: bool = True  # sent to 255.255.255.255 (vs unicast to us)
+
+
+class Delivery(enum.Enum):
+    """How the I/O layer must send a reply (RFC 2131 §4.1)."""
+
+    RELAY = "relay"  # unicast to giaddr, port 67
+    UNICAST = "unicast"  # unicast to ciaddr, port 68
+    BROADCAST = "broadcast"  # 255.255.255.255, port 68
+    HARDWARE = "hardware"  # to yiaddr, port 68, link-layer destination chaddr
+
+
+class DropReason(enum.Enum):
+    """Why a request got no reply; the value is the metric label."""
+
+    NOT_A_REQUEST = "not_a_request"
+    NO_MESSAGE_TYPE = "no_message_type"
+    UNKNOWN_MESSAGE_TYPE = "unknown_message_type"
+    NO_SUBNET = "no_subnet"
+    NO_ADDRESS = "no_address"
+    NOT_FOR_US = "not_for_us"
+    NO_RECORD = "no_record"
+    NOT_OURS = "not_ours"
+    MALFORMED_REQUEST = "malformed_request"
+    WRONG_NETWORK = "wrong_network"
+
+
+@dataclass(frozen=True, slots=True)
+class Reserve:
+    address: IPv4Address
+    client: ClientKey
+    hwaddr: bytes
+    now: float
+    until: float
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    address: IPv4Address
+    client: ClientKey
+    hwaddr: bytes
+    starts: float
+    expires: float
+    hostname: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    address: IPv4Address
+    client: ClientKey
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class Decline:
+    address: IPv4Address
+    client: ClientKey
+    now: float
+    until: float
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    packet: Packet
+    destination: IPv4Address
+    port: int
+    delivery: Delivery
+    hwaddr: bytes | None  # link-layer destination, for HARDWARE delivery
+    source: IPv4Address  # the server identifier: replies leave from it
+    interface: str
+    max_size: int  # octets the client accepts (RFC 2132 §9.10)
+
+
+StoreAction = Reserve | Commit | Release | Decline
+Action = StoreAction | Reply
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    actions: tuple[Action, ...] = ()
+    drop: DropReason | None = None
+
+    @property
+    def reply(self) -> Reply | None:
+        last = self.actions[-1] if self.actions else None
+        return last if isinstance(last, Reply) else None
+
+
+def apply(outcome: Outcome, store: LeaseStore) -> Reply | None:
+    """Run the store writes in order, then return the reply to send.
+
+    A :class:`dhcp.store.LeaseConflict` propagates: nothing after it runs, so
+    the reply is not sent.
+    """
+    for action in outcome.actions:
+        if isinstance(action, Reserve):
+            store.reserve(
+                action.address, action.client, action.hwaddr, now=action.now, until=action.until
+            )
+        elif isinstance(action, Commit):
+            store.commit(
+                action.address,
+                action.client,
+                action.hwaddr,
+                starts=action.starts,
+                expires=action.expires,
+                hostname=action.hostname,
+            )
+        elif isinstance(action, Release):
+            store.release(action.address, action.client, action.now)
+        elif isinstance(action, Decline):
+            store.decline(action.address, action.client, action.now, action.until)
+        else:
+            return action
+    return None
+
+
+def addressing(request: Packet, reply_type: MessageType) -> tuple[IPv4Address, int, Delivery]:
+    """Where a reply goes, RFC 2131 §4.1 (and §4.3.2 for DHCPNAK)."""
+    if request.giaddr != ZERO:
+        return request.giaddr, SERVER_PORT, Delivery.RELAY
+    if reply_type is MessageType.NAK:
+        return BROADCAST, CLIENT_PORT, Delivery.BROADCAST
+    if request.ciaddr != ZERO:
+        return request.ciaddr, CLIENT_PORT, Delivery.UNICAST
+    if request.flags & FLAG_BROADCAST:
+        return BROADCAST, CLIENT_PORT, Delivery.BROADCAST
+    return ZERO, CLIENT_PORT, Delivery.HARDWARE
+
+
+def lease_times(lease_time: int) -> tuple[int, int]:
+    """T1 and T2 for a lease (RFC 2131 §4.4.5: 0.5 and 0.875 of it)."""
+    return lease_time // 2, lease_time * 7 // 8
+
+
+def _clean_hostname(name: str | None) -> str | None:
+    """A client's option 12 as worth recording, or None (NULs and bad UTF-8 dropped)."""
+    if name is None:
+        return None
+    name = name.strip("\0 ")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return name or None
+
+
+@dataclass(frozen=True, slots=True)
+class _Client:
+    key: ClientKey
+    hwaddr: bytes
+    registration: Registration | None
+
+
+class Server:
+    """The DHCP server logic over a store, registrations and an allocation policy."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        store: LeaseStore,
+        registrations: Registrations | None = None,
+        allocator: Allocator | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.registrations = registrations if registrations is not None else Registrations()
+        self.allocator: Allocator = allocator if allocator is not None else EveryAddress()
+
+    # -- entry point -------------------------------------------------------
+
+    def handle(self, request: Packet, ingress: Ingress, now: float) -> Outcome:
+        if request.op != BOOTREQUEST:
+            return Outcome(drop=DropReason.NOT_A_REQUEST)
+        kind = request.message_type
+        if kind is None:
+            return Outcome(drop=DropReason.NO_MESSAGE_TYPE)  # BOOTP is not served
+        opts = request.options
+        client = _Client(
+            client_key(opts.client_id, request.htype, request.hwaddr),
+            request.hwaddr,
+            self.registrations.for_client(opts.client_id, request.htype, request.hwaddr),
+        )
+        if kind == MessageType.DISCOVER:
+            return self._discover(request, ingress, client, now)
+        if kind == MessageType.REQUEST:
+            return self._request(request, ingress, client, now)
+        if kind == MessageType.DECLINE:
+            return self._decline(request, client, now)
+        if kind == MessageType.RELEASE:
+            return self._release(request, client, now)
+        if kind == MessageType.INFORM:
+            return self._inform(request, ingress)
+        if kind in (MessageType.OFFER, MessageType.ACK, MessageType.NAK):
+            return Outcome(drop=DropReason.NOT_A_REQUEST)
+        return Outcome(drop=DropReason.UNKNOWN_MESSAGE_TYPE)
+
+    # -- where the client is -----------------------------------------------
+
+    def link(self, request: Packet, ingress: Ingress) -> tuple[Subnet, ...]:
+        """The subnets of the client's shared network (§4.3.1), or ()."""
+        if request.giaddr != ZERO:
+            return self.config.link_of(request.giaddr)
+        if request.ciaddr != ZERO and not ingress.broadcast:
+            return self.config.link_of(request.ciaddr)
+        for iface in ingress.addresses:
+            link = self.config.link_of(iface.ip)
+            if link:
+                return link
+        return ()
+
+    @staticmethod
+    def _subnet(link: Sequence[Subnet], address: IPv4Address) -> Subnet | None:
+        for subnet in link:
+            if address in subnet.network:
+                return subnet
+        return None
+
+    def _usable(self, subnet: Subnet, address: IPv4Address, client: _Client) -> bool:
+        """May ``client`` have ``address`` of ``subnet`` at all (store aside)?"""
+        owner = self.registrations.owner_of(address)
+        if owner is not None:
+            return owner is client.registration
+        if subnet.network.prefixlen < 31 and address in (
+            subnet.network.network_address,
+            subnet.network.broadcast_address,
+        ):
+            return False
+        return subnet.in_pool(address)
+
+    # -- choosing an address (DISCOVER) ------------------------------------
+
+    def _free(self, address: IPv4Address, client: _Client, now: float) -> bool:
+        return admits(self.store.get(address), client.key, now)
+
+    def _choose(
+        self, request: Packet, link: Sequence[Subnet], client: _Client, now: float
+    ) -> tuple[Subnet, IPv4Address] | None:
+        reg = client.registration
+        if reg is not None:
+            subnet = self._subnet(link, reg.address)
+            if subnet is not None and self._free(reg.address, client, now):
+                return subnet, reg.address
+        for lease in self.store.by_client(client.key):
+            subnet = self._subnet(link, lease.address)
+            if (
+                subnet is None
+                or lease.state is LeaseState.DECLINED
+                or not self._usable(subnet, lease.address, client)
+            ):
+                continue
+            if lease.holds(now):
+                return subnet, lease.address
+            if self._free(lease.address, client, now) and self.allocator.allows(
+                lease.address, client.key
+            ):
+                return subnet, lease.address
+        wanted = request.options.requested_ip
+        if wanted is not None:
+            subnet = self._subnet(link, wanted)
+            if (
+                subnet is not None
+                and self._usable(subnet, wanted, client)
+                and self.allocator.allows(wanted, client.key)
+                and self._free(wanted, client, now)
+            ):
+                return subnet, wanted
+        for subnet in link:
+            for pool in subnet.pools:
+                blocked = self.store.unavailable(pool.first, pool.last, now)
+                for address in pool:
+                    if (
+                        address not in blocked
+                        and self.registrations.owner_of(address) is None
+                        and self.allocator.allows(address, client.key)
+                    ):
+                        return subnet, address
+        return None
+
+    # -- building replies --------------------------------------------------
+
+    def _lease_time(self, subnet: Subnet, request: Packet) -> int:
+        wanted = request.options.lease_time
+        if wanted is None:
+            return subnet.lease_time
+        return max(subnet.min_lease_time, min(wanted, subnet.max_lease_time))
+
+    def _reply(
+        self,
+        request: Packet,
+        ingress: Ingress,
+        kind: MessageType,
+        *,
+        yiaddr: IPv4Address = ZERO,
+        subnet: Subnet | None = None,
+        lease_time: int | None = None,
+        hostname: str | None = None,
+        message: str | None = None,
+    ) -> Reply:
+        opts: dict[int, OptionValue] = {
+            Opt.MESSAGE_TYPE: kind,
+            Opt.SERVER_ID: self.config.server_id,
+        }
+        if lease_time is not None:
+            t1, t2 = lease_times(lease_time)
+            opts[Opt.LEASE_TIME] = lease_time
+            opts[Opt.RENEWAL_TIME] = t1
+            opts[Opt.REBINDING_TIME] = t2
+        if subnet is not None:
+            params = subnet.parameters()
+            if hostname:
+                params[Opt.HOSTNAME] = hostname
+            wanted = request.options.parameter_request_list
+            if wanted is None:
+                opts.update(params)
+            else:
+                for code in (*ALWAYS_SENT, *wanted):
+                    if code in params and code not in opts:
+                        opts[code] = params[code]
+                if Opt.HOSTNAME in params:
+                    opts.setdefault(Opt.HOSTNAME, params[Opt.HOSTNAME])
+        if message is not None:
+            opts[Opt.MESSAGE] = message
+        client_id = request.options.client_id
+        if client_id is not None:  # RFC 6842
+            opts[Opt.CLIENT_ID] = client_id
+        relay = request.options.relay_agent_info
+        if relay is not None and request.giaddr != ZERO:  # RFC 3046 §2.2, last
+            opts[Opt.RELAY_AGENT_INFO] = relay
+        nak = kind is MessageType.NAK
+        packet = Packet(
+            op=BOOTREPLY,
+            htype=request.htype,
+            hlen=request.hlen,
+            xid=request.xid,
+            # §4.3.2: a NAK through a relay has the broadcast bit set.
+            flags=request.flags | (FLAG_BROADCAST if nak and request.giaddr != ZERO else 0),
+            ciaddr=request.ciaddr if kind is MessageType.ACK else ZERO,
+            yiaddr=yiaddr,
+            giaddr=request.giaddr,
+            chaddr=request.chaddr,
+            options=Options.of(opts),
+        )
+        destination, port, delivery = addressing(request, kind)
+        if delivery is Delivery.HARDWARE:
+            destination = yiaddr
+        mms = request.options.max_message_size
+        max_size = DEFAULT_MAX_MESSAGE if mms is None else max(mms - 28, DEFAULT_MAX_MESSAGE)
+        return Reply(
+            packet=packet,
+            destination=destination,
+            port=port,
+            delivery=delivery,
+            hwaddr=request.hwaddr if delivery is Delivery.HARDWARE else None,
+            source=self.config.server_id,
+            interface=ingress.interface,
+            max_size=min(max_size, MAX_REPLY),
+        )
+
+    def _nak(self, request: Packet, ingress: Ingress, message: str) -> Outcome:
+        return Outcome((self._reply(request, ingress, MessageType.NAK, message=message),))
+
+    def _ack(
+        self,
+        request: Packet,
+        ingress: Ingress,
+        client: _Client,
+        now: float,
+        *,
+        subnet: Subnet,
+        address: IPv4Address,
+    ) -> Outcome:
+        lease_time = self._lease_time(subnet, request)
+        hostname = client.registration.hostname if client.registration else None
+        commit = Commit(
+            address,
+            client.key,
+            client.hwaddr,
+            now,
+            now + lease_time,
+            hostname or _clean_hostname(request.options.hostname),
+        )
+        reply = self._reply(
+            request,
+            ingress,
+            MessageType.ACK,
+            yiaddr=address,
+            subnet=subnet,
+            lease_time=lease_time,
+            hostname=hostname,
+        )
+        return Outcome((commit, reply))
+
+    # -- the messages ------------------------------------------------------
+
+    def _discover(self, request: Packet, ingress: Ingress, client: _Client, now: float) -> Outcome:
+        link = self.link(request, ingress)
+        if not link:
+            return Outcome(drop=DropReason.NO_SUBNET)
+        chosen = self._choose(request, link, client, now)
+        if chosen is None:
+            return Outcome(drop=DropReason.NO_ADDRESS)
+        subnet, address = chosen
+        reserve = Reserve(address, client.key, client.hwaddr, now, now + self.config.offer_hold)
+        reply = self._reply(
+            request,
+            ingress,
+            MessageType.OFFER,
+            yiaddr=address,
+            subnet=subnet,
+            lease_time=self._lease_time(subnet, request),
+            hostname=client.registration.hostname if client.registration else None,
+        )
+        return Outcome((reserve, reply))
+
+    def _request(self, request: Packet, ingress: Ingress, client: _Client, now: float) -> Outcome:
+        opts = request.options
+        server_id, wanted, ciaddr = opts.server_id, opts.requested_ip, request.ciaddr
+        if server_id is not None:
+            return self._selecting(request, ingress, client, now)
+        if wanted is not None and ciaddr == ZERO:
+            return self._init_reboot(request, ingress, client, wanted, now)
+        if ciaddr != ZERO:
+            return self._renewing(request, ingress, client, now)
+        return Outcome(drop=DropReason.MALFORMED_REQUEST)
+
+    def _selecting(self, request: Packet, ingress: Ingress, client: _Client, now: float) -> Outcome:
+        wanted = request.options.requested_ip
+        if request.options.server_id != self.config.server_id:
+            # The client chose another server: free what we offered it.
+            offers = [
+                Release(lease.address, client.key, now)
+                for lease in self.store.by_client(client.key)
+                if lease.state is LeaseState.OFFERED and lease.holds(now)
+            ]
+            return Outcome(tuple(offers), drop=DropReason.NOT_FOR_US)
+        if wanted is None or request.ciaddr != ZERO:
+            return Outcome(drop=DropReason.MALFORMED_REQUEST)  # §4.3.2 SELECTING
+        link = self.link(request, ingress)
+        subnet = self._subnet(link, wanted)
+        if subnet is None or not self._usable(subnet, wanted, client):
+            return self._nak(request, ingress, "requested address is not available")
+        existing = self.store.get(wanted)
+        if not admits(existing, client.key, now):
+            return self._nak(request, ingress, "requested address is not available")
+        mine = existing is not None and existing.client == client.key
+        if not mine and not self.allocator.allows(wanted, client.key):
+            return self._nak(request, ingress, "requested address is not available")
+        return self._ack(request, ingress, client, now, subnet=subnet, address=wanted)
+
+    def _init_reboot(
+        self,
+        request: Packet,
+        ingress: Ingress,
+        client: _Client,
+        wanted: IPv4Address,
+        now: float,
+    ) -> Outcome:
+        link = self.link(request, ingress)
+        if not link:
+            return Outcome(drop=DropReason.NO_SUBNET)
+        subnet = self._subnet(link, wanted)
+        if subnet is None:
+            if self.config.authoritative:
+                return self._nak(request, ingress, "wrong network")
+            return Outcome(drop=DropReason.WRONG_NETWORK)
+        existing = self.store.get(wanted)
+        registered = client.registration is not None and client.registration.address == wanted
+        records = [
+            r for r in self.store.by_client(client.key) if r.state is not LeaseState.DECLINED
+        ]
+        if not admits(existing, client.key, now) or not self._usable(subnet, wanted, client):
+            return self._nak(request, ingress, "address is not yours")
+        if registered or any(r.address == wanted for r in records):
+            return self._ack(request, ingress, client, now, subnet=subnet, address=wanted)
+        if records or client.registration is not None:
+            return self._nak(request, ingress, "address is not yours")
+        return Outcome(drop=DropReason.NO_RECORD)  # §4.3.2: MUST remain silent
+
+    def _renewing(self, request: Packet, ingress: Ingress, client: _Client, now: float) -> Outcome:
+        address = request.ciaddr
+        link = self.link(request, ingress)
+        subnet = self._subnet(link, address)
+        if subnet is None:
+            if self.config.authoritative and link:
+                return self._nak(request, ingress, "wrong network")
+            return Outcome(drop=DropReason.WRONG_NETWORK)
+        existing = self.store.get(address)
+        if not admits(existing, client.key, now) or not self._usable(subnet, address, client):
+            if self.config.authoritative:
+                return self._nak(request, ingress, "address is not yours")
+            return Outcome(drop=DropReason.NOT_OURS)
+        mine = existing is not None and existing.client == client.key
+        registered = client.registration is not None and client.registration.address == address
+        if not (mine or registered) and not self.allocator.allows(address, client.key):
+            return Outcome(drop=DropReason.NOT_OURS)  # the partner's to answer
+        return self._ack(request, ingress, client, now, subnet=subnet, address=address)
+
+    def _decline(self, request: Packet, client: _Client, now: float) -> Outcome:
+        opts = request.options
+        if opts.server_id is not None and opts.server_id != self.config.server_id:
+            return Outcome(drop=DropReason.NOT_FOR_US)
+        address = opts.requested_ip
+        if address is None:
+            return Outcome(drop=DropReason.MALFORMED_REQUEST)
+        until = now + self.config.decline_quarantine
+        return Outcome((Decline(address, client.key, now, until),))
+
+    def _release(self, request: Packet, client: _Client, now: float) -> Outcome:
+        opts = request.options
+        if opts.server_id is not None and opts.server_id != self.config.server_id:
+            return Outcome(drop=DropReason.NOT_FOR_US)
+        if request.ciaddr == ZERO:
+            return Outcome(drop=DropReason.MALFORMED_REQUEST)
+        return Outcome((Release(request.ciaddr, client.key, now),))
+
+    def _inform(self, request: Packet, ingress: Ingress) -> Outcome:
+        link = self.link(request, ingress)
+        address = request.ciaddr
+        subnet = self._subnet(link, address) if address != ZERO else None
+        if subnet is None:
+            subnet = link[0] if link else None
+        if subnet is None:
+            return Outcome(drop=DropReason.NO_SUBNET)
+        return Outcome((self._reply(request, ingress, MessageType.ACK, subnet=subnet),))

@@ -1,0 +1,233 @@
+"""The embedded lease store: one SQLite file in WAL mode.
+
+Theory of operation
+-------------------
+One table, one row per address, the address (as an integer) its PRIMARY KEY:
+the schema itself makes it impossible for two clients to hold one address at
+once. A CHECK constraint keeps ``state`` to the five :class:`LeaseState` values.
+
+Each write is one ``BEGIN IMMEDIATE`` transaction that reads the row, decides
+with the same pure rules as every store (:func:`dhcp.store.admits`), and writes
+or raises :class:`LeaseConflict` having written nothing; IMMEDIATE takes the
+write lock first, so a second process on the same file cannot slip in between
+the read and the write.
+
+Durability: ``journal_mode=WAL``. :meth:`SQLiteStore.commit` and
+:meth:`SQLiteStore.decline` run with ``synchronous=FULL``, so the WAL is
+fsynced before they return (the ACK is sent after). Offers, releases and
+expiries run with ``synchronous=NORMAL``: they reach the disk with the next
+FULL commit or checkpoint, and losing them in a crash is harmless (see
+:mod:`dhcp.store`). The connection is opened with ``check_same_thread=False``
+and a lock serialises its use, so a thread pool may call it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from ipaddress import IPv4Address
+from pathlib import Path
+
+from dhcp.store import (
+    ClientKey,
+    Lease,
+    LeaseConflict,
+    LeaseState,
+    PoolUsage,
+    admits,
+    declined_record,
+    reserved_record,
+)
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS leases (
+    address  INTEGER PRIMARY KEY CHECK (address BETWEEN 0 AND 4294967295),
+    client   TEXT NOT NULL,
+    hwaddr   BLOB NOT NULL,
+    state    TEXT NOT NULL
+             CHECK (state IN ('offered', 'bound', 'released', 'expired', 'declined')),
+    starts   REAL NOT NULL,
+    expires  REAL NOT NULL,
+    hostname TEXT
+);
+CREATE INDEX IF NOT EXISTS leases_by_client ON leases (client);
+"""
+
+_COLUMNS = "address, client, hwaddr, state, starts, expires, hostname"
+_Row = tuple[int, str, bytes, str, float, float, str | None]
+
+
+def _lease(row: _Row) -> Lease:
+    address, client, hwaddr, state, starts, expires, hostname = row
+    return Lease(
+        IPv4Address(address), client, bytes(hwaddr), LeaseState(state), starts, expires, hostname
+    )
+
+
+class SQLiteStore:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(
+            str(self.path), isolation_level=None, check_same_thread=False, timeout=10.0
+        )
+        mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise RuntimeError(f"{self.path}: cannot use WAL journal mode (got {mode})")
+        self._sync = ""
+        self._synchronous("FULL")
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            raise RuntimeError(f"{self.path}: lease schema {version}, expected {SCHEMA_VERSION}")
+        self._db.executescript(_SCHEMA)
+        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _synchronous(self, level: str) -> None:
+        if self._sync != level:
+            self._db.execute(f"PRAGMA synchronous={level}")
+            self._sync = level
+
+    def _row(self, address: IPv4Address) -> Lease | None:
+        row = self._db.execute(
+            f"SELECT {_COLUMNS} FROM leases WHERE address = ?", (int(address),)
+        ).fetchone()
+        return None if row is None else _lease(row)
+
+    def _write(self, lease: Lease) -> None:
+        self._db.execute(
+            f"INSERT OR REPLACE INTO leases ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                int(lease.address),
+                lease.client,
+                lease.hwaddr,
+                lease.state.value,
+                lease.starts,
+                lease.expires,
+                lease.hostname,
+            ),
+        )
+
+    def get(self, address: IPv4Address) -> Lease | None:
+        with self._lock:
+            return self._row(address)
+
+    def by_client(self, client: ClientKey) -> list[Lease]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM leases WHERE client = ? ORDER BY starts DESC", (client,)
+            ).fetchall()
+        return [_lease(row) for row in rows]
+
+    def unavailable(self, first: IPv4Address, last: IPv4Address, now: float) -> set[IPv4Address]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT address FROM leases WHERE address BETWEEN ? AND ?"
+                " AND state IN ('offered', 'bound', 'declined') AND expires > ?",
+                (int(first), int(last), now),
+            ).fetchall()
+        return {IPv4Address(row[0]) for row in rows}
+
+    def reserve(
+        self, address: IPv4Address, client: ClientKey, hwaddr: bytes, now: float, until: float
+    ) -> Lease:
+        with self._lock:
+            self._synchronous("NORMAL")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                existing = self._row(address)
+                lease = reserved_record(existing, address, client, hwaddr, now=now, until=until)
+                if lease is not existing:
+                    self._write(lease)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            return lease
+
+    def commit(
+        self,
+        address: IPv4Address,
+        client: ClientKey,
+        hwaddr: bytes,
+        *,
+        starts: float,
+        expires: float,
+        hostname: str | None,
+    ) -> Lease:
+        with self._lock:
+            self._synchronous("FULL")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                existing = self._row(address)
+                if not admits(existing, client, starts):
+                    assert existing is not None
+                    raise LeaseConflict(address, existing)
+                lease = Lease(address, client, hwaddr, LeaseState.BOUND, starts, expires, hostname)
+                self._write(lease)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            return lease
+
+    def release(self, address: IPv4Address, client: ClientKey, now: float) -> bool:
+        with self._lock:
+            self._synchronous("NORMAL")
+            cursor = self._db.execute(
+                "UPDATE leases SET state = 'released', expires = ?"
+                " WHERE address = ? AND client = ? AND state IN ('offered', 'bound')"
+                " AND expires > ?",
+                (now, int(address), client, now),
+            )
+            return cursor.rowcount == 1
+
+    def decline(self, address: IPv4Address, client: ClientKey, now: float, until: float) -> bool:
+        with self._lock:
+            self._synchronous("FULL")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                lease = declined_record(self._row(address), client, until)
+                if lease is not None:
+                    self._write(lease)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            return lease is not None
+
+    def expire(self, now: float) -> int:
+        with self._lock:
+            self._synchronous("NORMAL")
+            cursor = self._db.execute(
+                "UPDATE leases SET state = 'expired'"
+                " WHERE state IN ('offered', 'bound', 'declined') AND expires <= ?",
+                (now,),
+            )
+            return cursor.rowcount
+
+    def leases(self) -> Iterator[Lease]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM leases ORDER BY address").fetchall()
+        return iter([_lease(row) for row in rows])
+
+    def usage(self, first: IPv4Address, last: IPv4Address, now: float) -> PoolUsage:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT state, count(*) FROM leases WHERE address BETWEEN ? AND ?"
+                " AND state IN ('offered', 'bound', 'declined') AND expires > ? GROUP BY state",
+                (int(first), int(last), now),
+            ).fetchall()
+        counts = {LeaseState(state): int(n) for state, n in rows}
+        return PoolUsage(
+            total=int(last) - int(first) + 1,
+            bound=counts.get(LeaseState.BOUND, 0),
+            offered=counts.get(LeaseState.OFFERED, 0),
+            declined=counts.get(LeaseState.DECLINED, 0),
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

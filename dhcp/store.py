@@ -1,0 +1,191 @@
+"""The lease store: what every backend (memory, SQLite, later PostgreSQL) must do.
+
+Theory of operation
+-------------------
+The store keeps one record per address: the address is the key, so an address
+can never be held by two clients at once, whatever the logic above does. A
+record is in one :class:`LeaseState`; it *holds* the address for its client
+while OFFERED or BOUND and unexpired, and *blocks* the address for everybody
+while it holds it or while DECLINED (quarantine) and unexpired. Expiry is a
+comparison with ``now``, not a sweep: :meth:`LeaseStore.expire` only tidies.
+
+Every write checks, atomically with the write, that the address is free for
+the client (:func:`admits`); if not it raises :class:`LeaseConflict` and changes
+nothing. That check is the last line of defence when two servers, or two
+threads, race for one address.
+
+Durability: :meth:`LeaseStore.commit` and :meth:`LeaseStore.decline` are on
+stable storage when they return (RFC 2131 §4.3.2: the binding is recorded
+before the DHCPACK goes out). Offers, releases and expiries may be lost in a
+crash: the worst outcome is a client NAKed or an address idle until expiry.
+
+Client keys are strings (:func:`client_key`): ``id:`` and the hex of option 61
+when the client sent one (RFC 2131 §4.2), else ``hw:``, the hardware type and
+the hex of chaddr, so the two name spaces never collide.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import Protocol
+
+ClientKey = str
+
+
+def client_key(client_id: bytes | None, htype: int, hwaddr: bytes) -> ClientKey:
+    """The identity of a client: option 61 if present, else (htype, chaddr)."""
+    if client_id is not None:
+        return "id:" + client_id.hex()
+    return f"hw:{htype}:{hwaddr.hex()}"
+
+
+class LeaseState(enum.Enum):
+    OFFERED = "offered"
+    BOUND = "bound"
+    RELEASED = "released"
+    EXPIRED = "expired"
+    DECLINED = "declined"
+
+
+HOLDING = (LeaseState.OFFERED, LeaseState.BOUND)
+BLOCKING = (LeaseState.OFFERED, LeaseState.BOUND, LeaseState.DECLINED)
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    address: IPv4Address
+    client: ClientKey
+    hwaddr: bytes
+    state: LeaseState
+    starts: float
+    expires: float
+    hostname: str | None = None
+
+    def holds(self, now: float) -> bool:
+        """The address is this record's client's at ``now`` (offered or bound)."""
+        return self.state in HOLDING and self.expires > now
+
+    def blocks(self, now: float) -> bool:
+        """Nobody else may have the address at ``now``."""
+        return self.state in BLOCKING and self.expires > now
+
+
+@dataclass(frozen=True, slots=True)
+class PoolUsage:
+    total: int
+    bound: int
+    offered: int
+    declined: int
+
+    @property
+    def free(self) -> int:
+        return self.total - self.bound - self.offered - self.declined
+
+
+class LeaseConflict(Exception):
+    """The address is held or quarantined for someone else; nothing was written."""
+
+    def __init__(self, address: IPv4Address, holder: Lease) -> None:
+        super().__init__(f"{address} is {holder.state.value} until {holder.expires:.0f}")
+        self.address = address
+        self.holder = holder
+
+
+def admits(existing: Lease | None, client: ClientKey, now: float) -> bool:
+    """May ``client`` take an address whose current record is ``existing``?"""
+    if existing is None or not existing.blocks(now):
+        return True
+    return existing.state in HOLDING and existing.client == client
+
+
+class LeaseStore(Protocol):
+    """What the server logic needs from a lease database."""
+
+    def get(self, address: IPv4Address) -> Lease | None:
+        """The record of ``address``, in whatever state, or None."""
+        ...
+
+    def by_client(self, client: ClientKey) -> list[Lease]:
+        """Every record naming ``client``, newest ``starts`` first."""
+        ...
+
+    def unavailable(self, first: IPv4Address, last: IPv4Address, now: float) -> set[IPv4Address]:
+        """Addresses in [first, last] that are blocked at ``now``."""
+        ...
+
+    def reserve(
+        self, address: IPv4Address, client: ClientKey, hwaddr: bytes, now: float, until: float
+    ) -> Lease:
+        """Hold ``address`` for an offer until ``until`` (a bound lease stays bound)."""
+        ...
+
+    def commit(
+        self,
+        address: IPv4Address,
+        client: ClientKey,
+        hwaddr: bytes,
+        *,
+        starts: float,
+        expires: float,
+        hostname: str | None,
+    ) -> Lease:
+        """Bind ``address`` to ``client``; durable before it returns."""
+        ...
+
+    def release(self, address: IPv4Address, client: ClientKey, now: float) -> bool:
+        """End ``client``'s hold on ``address``; False if it held nothing there."""
+        ...
+
+    def decline(self, address: IPv4Address, client: ClientKey, now: float, until: float) -> bool:
+        """Quarantine ``address`` until ``until`` if ``client`` held it (RFC 2131 §4.3.3)."""
+        ...
+
+    def expire(self, now: float) -> int:
+        """Mark records past their time EXPIRED; return how many changed."""
+        ...
+
+    def leases(self) -> Iterator[Lease]:
+        """Every record, in address order."""
+        ...
+
+    def usage(self, first: IPv4Address, last: IPv4Address, now: float) -> PoolUsage:
+        """Counts of [first, last] by what its addresses are at ``now``."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def reserved_record(
+    existing: Lease | None,
+    address: IPv4Address,
+    client: ClientKey,
+    hwaddr: bytes,
+    *,
+    now: float,
+    until: float,
+) -> Lease:
+    """The record :meth:`LeaseStore.reserve` writes (shared by every backend)."""
+    if not admits(existing, client, now):
+        assert existing is not None
+        raise LeaseConflict(address, existing)
+    if existing is not None and existing.state is LeaseState.BOUND and existing.holds(now):
+        return existing
+    return Lease(address, client, hwaddr, LeaseState.OFFERED, now, until, None)
+
+
+def declined_record(existing: Lease | None, client: ClientKey, until: float) -> Lease | None:
+    """The record :meth:`LeaseStore.decline` writes, or None to ignore the DECLINE."""
+    if existing is None or existing.client != client or existing.state not in HOLDING:
+        return None
+    return Lease(
+        existing.address,
+        client,
+        existing.hwaddr,
+        LeaseState.DECLINED,
+        existing.starts,
+        until,
+        None,
+    )
