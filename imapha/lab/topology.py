@@ -180,6 +180,7 @@ class Host:
         cwd: Path | str | None = None,
     ) -> LabProcess:
         """Start *argv* in this host; output goes to *log* (default: the lab's log dir)."""
+        self.lab._check_open()
         self._spawned += 1
         if log is None:
             stem = Path(str(argv[0])).name if argv else "cmd"
@@ -199,6 +200,15 @@ class Host:
     ) -> subprocess.CompletedProcess[str]:
         """Run a short command in this host; see :func:`imapha.lab.proc.run_in`."""
         return proc.run_in(self.netns, argv, timeout=timeout, check=check, env=env, input=input)
+
+    def sysctl(self, key: str, value: str | int | None = None) -> str:
+        """Read (and, given *value*, first set) a sysctl of this host's namespace."""
+        if not re.fullmatch(r"[a-z0-9_]+(\.[A-Za-z0-9_@-]+)+", key):
+            raise LabError(f"not a sysctl name: {key!r}")
+        path = "/proc/sys/" + key.replace(".", "/")
+        if value is not None:
+            self.run(["sh", "-c", 'printf "%s\\n" "$2" > "$1"', "sh", path, str(value)])
+        return self.run(["cat", path]).stdout.strip()
 
     def pids(self) -> list[int]:
         """Every live process in this host's namespace, tracked or not."""

@@ -135,3 +135,13 @@ def test_build_and_teardown_of_two_hosts_and_a_client_is_quick(tmp_path: object)
     print(f"\nlab build {built * 1000:.0f} ms, build+teardown {total * 1000:.0f} ms")
     assert netns.lab_namespaces(prefix) == []
     assert total < 15.0  # sanity bound only; bench/ measures speed
+
+
+def test_sysctl_is_per_host(two_node_lab: TwoNodeLab) -> None:
+    a, b = two_node_lab.a, two_node_lab.b
+    assert a.sysctl("net.ipv4.ip_nonlocal_bind") == "0"
+    assert a.sysctl("net.ipv4.ip_nonlocal_bind", 1) == "1"
+    assert a.sysctl("net.ipv4.conf.eth0.arp_notify", "1") == "1"
+    assert b.sysctl("net.ipv4.ip_nonlocal_bind") == "0"
+    with pytest.raises(LabError):
+        a.sysctl("../../etc/passwd")
