@@ -47,7 +47,7 @@ class _Findings:
 
     def flush(self, ctx: c.Context, total: int) -> None:
         for (path, message), nodes in self.nodes.items():
-            if path[:1] == ("nodes",) or total == 1:
+            if path[:1] == ("nodes",) or len(nodes) == total:
                 ctx.report(path, message)
             else:
                 which = f"node {nodes[0]}" if len(nodes) == 1 else f"nodes {', '.join(nodes)}"

@@ -109,7 +109,9 @@ class VrrpConfig:
         metadata=c.meta(c.choice("multicast", "unicast", "udp"), "multicast"))
     address_driver: Literal["netlink", "listener"] = field(
         metadata=c.meta(c.choice("netlink", "listener"), "netlink"))
+    preempt: bool = field(metadata=c.meta(c.boolean, True))
     preempt_delay: float = field(metadata=c.meta(_duration, "0s"))
+    takeover_when_not_ready: bool = field(metadata=c.meta(c.boolean, False))
     accept_mode: bool = field(metadata=c.meta(c.boolean, False))
     garp_count: int = field(metadata=c.meta(c.integer(0, 100), 5))
     garp_interval: float = field(metadata=c.meta(_duration, "100ms"))
