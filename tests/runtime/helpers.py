@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from imapha.control import ControlClientError, ControlResponse, request
 
@@ -113,7 +113,7 @@ class Daemon:
              timeout: float = 5.0) -> ControlResponse:
         return request(self.socket, "POST", target, body, timeout=timeout)
 
-    def status(self) -> dict[str, object]:
+    def status(self) -> dict[str, Any]:
         return self.get("/status").body
 
     def running(self) -> bool:
