@@ -122,6 +122,11 @@ def validate_name(role: str, kind: MetricKind, name: str) -> None:
         raise MetricNameError(f"{name}: metric names are lower_snake_case words")
     if not name.startswith(prefix):
         raise MetricNameError(f"{name}: {role} metrics are named {prefix}<thing>_<unit>")
+    if kind is MetricKind.COUNTER:
+        if not name.endswith("_total"):
+            raise MetricNameError(f"{name}: counter names end in _total")
+    elif name.endswith("_total"):
+        raise MetricNameError(f"{name}: only counters end in _total")
     rest = name[len(prefix):].split("_")
     if len(rest) < 2:
         raise MetricNameError(f"{name}: name both the thing and the unit: {prefix}<thing>_<unit>")
@@ -130,11 +135,6 @@ def validate_name(role: str, kind: MetricKind, name: str) -> None:
         raise MetricNameError(
             f"{name}: use base units (seconds, bytes, ratio), not {sorted(bad_units)[0]}"
         )
-    if kind is MetricKind.COUNTER:
-        if not name.endswith("_total"):
-            raise MetricNameError(f"{name}: counter names end in _total")
-    elif name.endswith("_total"):
-        raise MetricNameError(f"{name}: only counters end in _total")
     for suffix in _RESERVED_SUFFIXES:
         if name.endswith(suffix):
             raise MetricNameError(f"{name}: the suffix {suffix} is reserved by the exposition")
