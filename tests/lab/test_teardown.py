@@ -24,7 +24,11 @@ def _env() -> dict[str, str]:
 
 
 def _gone(prefix: str, pids: list[int]) -> bool:
-    return netns.lab_namespaces(prefix) == [] and not any(netns.pid_alive(p) for p in pids)
+    return (
+        netns.lab_namespaces(prefix) == []
+        and netns.root_links(prefix) == []
+        and not any(netns.pid_alive(p) for p in pids)
+    )
 
 
 FAILING_TEST = """
