@@ -1,0 +1,539 @@
+"""One Maildir folder as the IMAP server sees it: UIDs, flags, keywords, changes.
+
+Theory of operation
+-------------------
+The folder is shared: other ``Mailbox`` objects (in this process, another
+process, another host over NFS), Dovecot and MTAs change it at any time. The
+only coordination is ``dovecot-uidlist.lock``; everything else is built so a
+writer without the lock cannot hurt a reader:
+
+* **UIDs** are assigned only under the lock, after re-reading the uidlist and
+  (in ``sync``) rescanning ``new/`` and ``cur/``. ``NEXTUID`` never goes down.
+  An unreadable list is replaced with a new UIDVALIDITY, never reused numbers.
+* **A scan** lists ``new/`` then ``cur/`` (a file moving from one to the other
+  in between is seen in ``cur/``) and is repeated while either directory's
+  mtime changed during it: an unlocked ``readdir`` may miss a file renamed
+  mid-scan. A message counts as expunged only when a scan under the lock
+  misses it; then its record is dropped from the list.
+* **Flags** are changed by renaming within ``cur/`` with no lock (as Dovecot
+  does). A rename failing with ``ENOENT`` means someone renamed or expunged the
+  file since we looked: look the base name up again and retry, a bounded
+  number of times; not found means expunged.
+* **Contents and mtime never change**: the mtime is the INTERNALDATE, set once
+  on APPEND. Size comes from the ``,S=`` field of the name when present.
+* **The view** (``messages``) is what the caller last saw. ``sync`` returns
+  what changed since: added messages, expunged UIDs, flag changes, so the IMAP
+  layer can send EXISTS/EXPUNGE/FETCH. Unchanged directory and uidlist stats
+  make ``sync`` a few ``stat`` calls (Dovecot-style "dirty" rule: an mtime in
+  the last two seconds is not trusted, for coarse NFS timestamps).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from enum import Enum
+from functools import partial
+from pathlib import Path
+
+from imapha.maildir import keywords as kw
+from imapha.maildir import uidlist as ul
+from imapha.maildir.deliver import deliver
+from imapha.maildir.folders import FolderError, ensure_maildir, is_real_dir
+from imapha.maildir.fsops import DEFAULT_LOCK_TIMEOUT, DotLock, FileSystem, Perms
+from imapha.maildir.names import (
+    FLAG_LETTERS,
+    KEYWORD_LETTERS,
+    LETTER_FLAGS,
+    MaildirName,
+    UniqueNames,
+    build_name,
+    parse_name,
+)
+
+__all__ = ["Mailbox", "Message", "MessageExpunged", "StoreMode", "SyncResult"]
+
+#: Rescans of an unstable directory (changing while we list it) before we accept it.
+SCAN_ATTEMPTS = 8
+#: Re-lookups of a base name after ENOENT before calling the message expunged.
+LOOKUP_ATTEMPTS = 5
+#: An mtime this recent may hide a same-tick change (coarse timestamps): rescan.
+DIRTY_WINDOW = 2.0
+
+
+class MessageExpunged(LookupError):
+    """The message is gone (expunged by us or someone else)."""
+
+
+class StoreMode(Enum):
+    REPLACE = "FLAGS"
+    ADD = "+FLAGS"
+    REMOVE = "-FLAGS"
+
+
+@dataclass(frozen=True)
+class Message:
+    uid: int
+    base: str
+    subdir: str  # "cur" or "new"
+    filename: str
+    flags: frozenset[str]  # IMAP system flags, e.g. \Seen
+    keywords: frozenset[str]
+    size: int
+    internaldate: float  # the file's mtime
+    other_letters: str = ""  # letters we keep but do not map (P, unknown keyword indexes)
+
+    @property
+    def relpath(self) -> str:
+        return f"{self.subdir}/{self.filename}"
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    uid_validity: int
+    next_uid: int
+    added: tuple[Message, ...] = ()
+    expunged: tuple[int, ...] = ()
+    changed: tuple[Message, ...] = ()
+    uid_validity_changed: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not (self.added or self.expunged or self.changed or self.uid_validity_changed)
+
+
+_StatKey = tuple[int, int, int, int]  # ino, mtime_ns, size, ctime_ns
+
+
+def _stat_key(st: os.stat_result | None) -> _StatKey:
+    if st is None:
+        return (0, 0, 0, 0)
+    return (st.st_ino, st.st_mtime_ns, st.st_size, st.st_ctime_ns)
+
+
+class Mailbox:
+    """A Maildir folder (``path`` holds ``cur``, ``new``, ``tmp``)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        fs: FileSystem | None = None,
+        names: UniqueNames | None = None,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        create: bool = False,
+        read_only: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.fs = fs or FileSystem()
+        self.names = names or UniqueNames(host=self.fs.host)
+        self.lock_timeout = lock_timeout
+        self.read_only = read_only
+        self.perms = Perms.from_dir(self.path)
+        if create:
+            ensure_maildir(self.fs, self.path, self.perms,
+                           folder=self.path.name.startswith("."))
+        for sub in ("cur", "new", "tmp"):
+            if not is_real_dir(self.path / sub):
+                raise FolderError(f"{self.path / sub} is missing or not a real directory")
+        self.perms = Perms.from_dir(self.path)
+        self._view: dict[int, Message] = {}
+        self._uid_validity = 0
+        self._next_uid = 1
+        self._stamps: tuple[_StatKey, ...] | None = None
+        self._fileinfo: dict[str, tuple[int, float]] = {}  # base -> (size, mtime)
+        self._keywords = kw.Keywords({})
+        self.stats = {"scans": 0, "locked_syncs": 0, "rescans": 0}
+
+    # -- queries -------------------------------------------------------------
+    @property
+    def uid_validity(self) -> int:
+        return self._uid_validity
+
+    @property
+    def next_uid(self) -> int:
+        return self._next_uid
+
+    def messages(self) -> list[Message]:
+        """The view as of the last ``sync``, ordered by UID."""
+        return [self._view[uid] for uid in sorted(self._view)]
+
+    def get(self, uid: int) -> Message:
+        try:
+            return self._view[uid]
+        except KeyError:
+            raise MessageExpunged(uid) from None
+
+    def read(self, uid: int) -> bytes:
+        """The message's bytes; follows a concurrent rename, ``MessageExpunged`` if gone."""
+        msg = self.get(uid)
+        for _ in range(LOOKUP_ATTEMPTS):
+            try:
+                return self.fs.retry_estale(
+                    partial(self.fs.read_file, self.path / msg.subdir / msg.filename))
+            except FileNotFoundError:
+                found = self._lookup(msg.base)
+                if found is None:
+                    raise MessageExpunged(uid) from None
+                msg = replace(msg, subdir=found[0], filename=found[1])
+        raise MessageExpunged(uid)
+
+    # -- sync ------------------------------------------------------------------
+    def _stamp(self) -> tuple[_StatKey, ...]:
+        out = []
+        for name in ("new", "cur", ul.FILENAME, kw.FILENAME):
+            try:
+                out.append(_stat_key(self.fs.stat(self.path / name)))
+            except FileNotFoundError:
+                out.append(_stat_key(None))
+        return tuple(out)
+
+    def _dirty(self, stamps: tuple[_StatKey, ...]) -> bool:
+        now_ns = time.time_ns()
+        return any(now_ns - s[1] < DIRTY_WINDOW * 1e9 for s in stamps)
+
+    def _scan(self) -> dict[str, tuple[str, str]]:
+        """base -> (subdir, filename), from a listing that stayed stable while taken."""
+        self.stats["scans"] += 1
+        for _ in range(SCAN_ATTEMPTS):
+            before = [_stat_key(self.fs.stat(self.path / d)) for d in ("new", "cur")]
+            found: dict[str, tuple[str, str]] = {}
+            for subdir in ("new", "cur"):
+                listing = self.fs.retry_estale(partial(self.fs.listdir, self.path / subdir))
+                for filename in listing:
+                    if filename.startswith("."):
+                        continue
+                    found[parse_name(filename).base] = (subdir, filename)
+            after = [_stat_key(self.fs.stat(self.path / d)) for d in ("new", "cur")]
+            if before == after:
+                return found
+            self.stats["rescans"] += 1
+        return found
+
+    def _lookup(self, base: str) -> tuple[str, str] | None:
+        return self._scan().get(base)
+
+    def _info(self, base: str, subdir: str, filename: str) -> tuple[int, float] | None:
+        cached = self._fileinfo.get(base)
+        if cached is not None:
+            return cached
+        try:
+            st = self.fs.lstat(self.path / subdir / filename)
+        except FileNotFoundError:
+            return None
+        size = parse_name(filename).size
+        info = (size if size is not None else st.st_size, st.st_mtime)
+        self._fileinfo[base] = info
+        return info
+
+    def _message(self, rec: ul.UidRecord, subdir: str, filename: str) -> Message | None:
+        info = self._info(rec.base, subdir, filename)
+        if info is None:
+            return None
+        name = parse_name(filename)
+        flags, keywords, other = self._decode_letters(name)
+        return Message(rec.uid, rec.base, subdir, filename, flags, keywords, info[0], info[1],
+                       other)
+
+    def _decode_letters(self, name: MaildirName) -> tuple[frozenset[str], frozenset[str], str]:
+        flags: set[str] = set()
+        keywords: set[str] = set()
+        other = []
+        for letter in name.letters or "":
+            if letter in LETTER_FLAGS:
+                flags.add(LETTER_FLAGS[letter])
+            elif letter in KEYWORD_LETTERS and (
+                    kname := self._keywords.name(ord(letter) - ord("a"))) is not None:
+                keywords.add(kname)
+            else:
+                other.append(letter)
+        return frozenset(flags), frozenset(keywords), "".join(other)
+
+    def _lock(self) -> DotLock:
+        return self.fs.dotlock(self.path / ul.FILENAME, timeout=self.lock_timeout,
+                               perms=self.perms)
+
+    def sync(self) -> SyncResult:
+        """Bring the view up to date; see the module doc for the rules."""
+        stamps = self._stamp()
+        if stamps == self._stamps and not self._dirty(stamps):
+            return SyncResult(self._uid_validity, self._next_uid)
+        self._keywords = kw.read(self.fs, self.path)
+        files = self._scan()
+        try:
+            current = ul.read(self.fs, self.path)
+        except ul.UidListCorrupt:
+            current = None
+        listed = current.by_base() if current is not None else {}
+        needs_lock = (
+            current is None
+            or (not self.read_only and any(sub == "new" for sub, _ in files.values()))
+            or any(base not in files for base in listed)
+            or any(base not in listed for base in files)
+        )
+        if needs_lock and not self.read_only:
+            current, files = self._locked_sync()
+        if current is None:
+            # Read-only and nothing on disk to trust: an empty view.
+            return self._apply(ul.UidList(self._uid_validity or 1, 1), {}, stamps)
+        return self._apply(current, files, stamps)
+
+    def _locked_sync(self) -> tuple[ul.UidList, dict[str, tuple[str, str]]]:
+        self.stats["locked_syncs"] += 1
+        with self._lock() as lock:
+            try:
+                current = ul.read(self.fs, self.path)
+            except ul.UidListCorrupt:
+                current = None
+            files = self._scan()
+            files = self._move_new_to_cur(files)
+            lock.refresh()
+            changed = False
+            if current is None:
+                current = self._fresh_uidlist()
+                changed = True
+            listed = current.by_base()
+            # Confirmed under the lock: records without a file are expunged.
+            kept = [rec for rec in current.records if rec.base in files]
+            if len(kept) != len(current.records):
+                current = current.with_records(kept)
+                changed = True
+            unlisted = sorted(b for b in files if b not in listed)
+            if unlisted:
+                current, _ = current.assign(unlisted)
+                changed = True
+            if changed:
+                lock.verify()
+                ul.write(self.fs, self.path, current, self.perms)
+            return current, files
+
+    def _fresh_uidlist(self) -> ul.UidList:
+        validity = int(time.time())
+        if validity <= self._uid_validity:
+            validity = self._uid_validity + 1
+        return ul.UidList(validity, 1)
+
+    def _move_new_to_cur(self, files: dict[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
+        out = dict(files)
+        for base, (subdir, filename) in files.items():
+            if subdir != "new":
+                continue
+            name = parse_name(filename)
+            target = name.filename if name.letters is not None else build_name(base, "")
+            try:
+                self.fs.rename(self.path / "new" / filename, self.path / "cur" / target)
+                out[base] = ("cur", target)
+            except FileNotFoundError:
+                # Moved by someone else meanwhile; find where it went.
+                found = self._lookup(base)
+                if found is None:
+                    del out[base]
+                else:
+                    out[base] = found
+        return out
+
+    def _apply(self, current: ul.UidList, files: dict[str, tuple[str, str]],
+               stamps: tuple[_StatKey, ...]) -> SyncResult:
+        validity_changed = bool(self._uid_validity) and current.uid_validity != self._uid_validity
+        old = {} if validity_changed else self._view
+        view: dict[int, Message] = {}
+        for rec in current.records:
+            where = files.get(rec.base)
+            if where is None:
+                continue
+            msg = self._message(rec, *where)
+            if msg is not None:
+                view[rec.uid] = msg
+        added = tuple(m for uid, m in sorted(view.items()) if uid not in old)
+        expunged = tuple(sorted(uid for uid in old if uid not in view))
+        changed = tuple(
+            m for uid, m in sorted(view.items())
+            if uid in old and (m.flags, m.keywords, m.other_letters)
+            != (old[uid].flags, old[uid].keywords, old[uid].other_letters)
+        )
+        if validity_changed:
+            expunged = tuple(sorted(self._view))
+        self._view = view
+        self._uid_validity = current.uid_validity
+        self._next_uid = current.next_uid
+        # Stamps taken before the scan: a change during it shows up next time.
+        self._stamps = stamps
+        live = {m.base for m in view.values()}
+        if len(self._fileinfo) > 2 * len(live) + 64:
+            self._fileinfo = {b: i for b, i in self._fileinfo.items() if b in live}
+        return SyncResult(current.uid_validity, current.next_uid, added, expunged, changed,
+                          validity_changed)
+
+    # -- flags -------------------------------------------------------------------
+    def _letters(self, flags: Iterable[str], keywords: Iterable[str], other: str) -> str:
+        letters = set(other)
+        for flag in flags:
+            letter = FLAG_LETTERS.get(flag)
+            if letter is None:
+                raise ValueError(f"not a storable system flag: {flag!r}")
+            letters.add(letter)
+        names = list(keywords)
+        if names:
+            self._keywords = kw.add(self.fs, self.path, names, self.perms, self.lock_timeout)
+            found = self._keywords.letters_for(names)
+            assert found is not None
+            letters.update(found)
+        return "".join(sorted(letters))
+
+    def store(self, uid: int, flags: Iterable[str] = (), keywords: Iterable[str] = (),
+              mode: StoreMode = StoreMode.REPLACE) -> Message:
+        """Change a message's flags by renaming its file; returns it as now on disk."""
+        flags, keywords = frozenset(flags), frozenset(keywords)
+        msg = self.get(uid)
+        for _ in range(LOOKUP_ATTEMPTS):
+            if mode is StoreMode.REPLACE:
+                new_flags, new_kw = flags, keywords
+            elif mode is StoreMode.ADD:
+                new_flags, new_kw = msg.flags | flags, msg.keywords | keywords
+            else:
+                new_flags, new_kw = msg.flags - flags, msg.keywords - keywords
+            letters = self._letters(new_flags, new_kw, msg.other_letters)
+            target = build_name(msg.base, letters)
+            if (msg.subdir, msg.filename) == ("cur", target):
+                return msg
+            try:
+                self.fs.retry_estale(partial(
+                    self.fs.rename, self.path / msg.subdir / msg.filename,
+                    self.path / "cur" / target))
+            except FileNotFoundError:
+                found = self._lookup(msg.base)
+                if found is None:
+                    self._view.pop(uid, None)
+                    raise MessageExpunged(uid) from None
+                fresh = self._message(ul.UidRecord(uid, msg.base), *found)
+                if fresh is None:
+                    continue
+                msg = fresh
+                continue
+            msg = replace(msg, subdir="cur", filename=target, flags=new_flags,
+                          keywords=new_kw)
+            self._view[uid] = msg
+            return msg
+        raise OSError(errno.EAGAIN, f"message {uid} kept moving while its flags were set")
+
+    # -- expunge -------------------------------------------------------------------
+    def expunge(self, uids: Iterable[int] | None = None) -> list[int]:
+        """Remove messages (default: every ``\\Deleted`` one) under the lock.
+        Returns the UIDs removed from the view, including ones someone else removed."""
+        if uids is None:
+            targets = [m for m in self.messages() if "\\Deleted" in m.flags]
+        else:
+            targets = [self._view[u] for u in sorted(set(uids)) if u in self._view]
+        if not targets:
+            return []
+        gone: list[int] = []
+        with self._lock() as lock:
+            for msg in targets:
+                where: tuple[str, str] | None = (msg.subdir, msg.filename)
+                for _ in range(LOOKUP_ATTEMPTS):
+                    if where is None:
+                        break
+                    try:
+                        self.fs.unlink(self.path / where[0] / where[1])
+                        break
+                    except FileNotFoundError:
+                        where = self._lookup(msg.base)
+                gone.append(msg.uid)
+                lock.refresh()
+            self.fs.fsync_dir(self.path / "cur")
+            try:
+                current = ul.read(self.fs, self.path)
+            except ul.UidListCorrupt:
+                current = None
+            if current is not None:
+                bases = {m.base for m in targets}
+                lock.verify()
+                ul.write(self.fs, self.path,
+                         current.with_records(r for r in current if r.base not in bases),
+                         self.perms)
+        for uid in gone:
+            self._view.pop(uid, None)
+        return gone
+
+    # -- append / copy / move -----------------------------------------------------
+    def _assign(self, bases: Sequence[str]) -> list[int]:
+        """UIDs for bases we just created, under the lock, after re-reading the list."""
+        with self._lock() as lock:
+            try:
+                current = ul.read(self.fs, self.path)
+            except ul.UidListCorrupt:
+                current = None
+            if current is None:
+                # No trustworthy list: a full locked sync builds one (and lists ours).
+                lock.release()
+                current, _ = self._locked_sync()
+                by_base = current.by_base()
+                return [by_base[b].uid for b in bases]
+            current, _ = current.assign(bases)
+            lock.verify()
+            ul.write(self.fs, self.path, current, self.perms)
+        by_base = current.by_base()
+        return [by_base[b].uid for b in bases]
+
+    def append(self, data: bytes, flags: Iterable[str] = (), keywords: Iterable[str] = (),
+               internaldate: float | None = None) -> int:
+        """Store a new message (IMAP APPEND); returns its UID (for APPENDUID)."""
+        if self.read_only:
+            raise PermissionError(errno.EROFS, "mailbox opened read-only")
+        letters = self._letters(flags, keywords, "")
+        mtime = time.time() if internaldate is None else internaldate
+        filename = deliver(self.path, data, fs=self.fs, names=self.names, perms=self.perms,
+                           mtime=mtime, letters=letters)
+        return self._assign([parse_name(filename).base])[0]
+
+    def copy(self, uids: Iterable[int], dest: Mailbox) -> list[tuple[int, int]]:
+        """Copy messages into ``dest`` (hard links where possible; contents and
+        INTERNALDATE kept). Returns (source UID, new UID) pairs; expunged ones skip."""
+        created: list[tuple[int, str]] = []
+        for uid in sorted(set(uids)):
+            if uid not in self._view:
+                continue
+            msg = self._view[uid]
+            letters = dest._letters(msg.flags, msg.keywords, msg.other_letters)
+            base = dest.names.next(size=msg.size)
+            target = dest.path / "cur" / build_name(base, letters)
+            if not self._link_or_copy(msg, target, dest.perms):
+                continue
+            created.append((uid, base))
+        if not created:
+            return []
+        dest.fs.fsync_dir(dest.path / "cur")
+        new_uids = dest._assign([b for _, b in created])
+        return [(src, new) for (src, _), new in zip(created, new_uids, strict=True)]
+
+    def _link_or_copy(self, msg: Message, target: Path, perms: Perms) -> bool:
+        for _ in range(LOOKUP_ATTEMPTS):
+            src = self.path / msg.subdir / msg.filename
+            try:
+                self.fs.retry_estale(partial(self.fs.safe_link, src, target))
+                return True
+            except FileNotFoundError:
+                found = self._lookup(msg.base)
+                if found is None:
+                    return False
+                msg = replace(msg, subdir=found[0], filename=found[1])
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                    raise
+                try:
+                    data = self.read(msg.uid)
+                except MessageExpunged:
+                    return False
+                self.fs.write_new(target, data, perms, mtime=msg.internaldate)
+                return True
+        return False
+
+    def move(self, uids: Iterable[int], dest: Mailbox) -> list[tuple[int, int]]:
+        """Copy, then expunge the copied sources (RFC 6851 semantics)."""
+        pairs = self.copy(uids, dest)
+        self.expunge(src for src, _ in pairs)
+        return pairs
+

@@ -1,0 +1,190 @@
+"""``dovecot-uidlist``: the UID of every message, shared with Dovecot.
+
+Theory of operation
+-------------------
+Format (Dovecot 2.x, version 3)::
+
+    3 V<uidvalidity> N<nextuid> G<mailbox guid>[ <other header fields>]
+    <uid>[ <key><value>...] :<base name>
+
+One record per message, UIDs strictly increasing, matched to files by base
+name (the part of the file name before ``:2,``). Record fields such as
+``G<guid>`` ``W<vsize>`` are kept verbatim, unknown ones included; header
+fields we do not know are kept too. Dovecot appends records without rewriting
+the header, so the next UID is ``max(N, last UID + 1)`` and never less.
+Version 1 files (``1 <uidvalidity> <nextuid>``, records ``<uid> <name>``) are
+read and rewritten as version 3.
+
+This module is pure (bytes in, a ``UidList`` out, and back). The rules about
+when it may be written (only under ``dovecot-uidlist.lock``, by temp file and
+rename, after re-reading it) are the mailbox's, which calls ``read`` and
+``write`` here.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from imapha.maildir.fsops import FileSystem, Perms
+from imapha.maildir.names import parse_name
+
+__all__ = ["FILENAME", "UidList", "UidListCorrupt", "UidRecord", "parse", "read", "render", "write"]
+
+FILENAME = "dovecot-uidlist"
+VERSION = 3
+
+
+class UidListCorrupt(ValueError):
+    """The file cannot be trusted; the caller rebuilds it with a new UIDVALIDITY."""
+
+
+@dataclass(frozen=True)
+class UidRecord:
+    uid: int
+    base: str
+    fields: tuple[str, ...] = ()
+
+    def line(self) -> str:
+        middle = "".join(f" {f}" for f in self.fields)
+        return f"{self.uid}{middle} :{self.base}"
+
+
+@dataclass(frozen=True)
+class UidList:
+    uid_validity: int
+    next_uid: int
+    guid: str = field(default_factory=lambda: secrets.token_hex(16))
+    header_fields: tuple[str, ...] = ()
+    records: tuple[UidRecord, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.uid_validity <= 0:
+            raise UidListCorrupt("UIDVALIDITY must be positive")
+        last = 0
+        for rec in self.records:
+            if rec.uid <= last:
+                raise UidListCorrupt(f"UID {rec.uid} does not increase (after {last})")
+            last = rec.uid
+        if self.next_uid <= last:
+            # Dovecot leaves N behind when it appends; the effective value is above.
+            object.__setattr__(self, "next_uid", last + 1)
+
+    def by_base(self) -> dict[str, UidRecord]:
+        return {rec.base: rec for rec in self.records}
+
+    def with_records(self, records: Iterable[UidRecord], next_uid: int | None = None) -> UidList:
+        """A copy holding ``records``; the next UID never goes down."""
+        recs = tuple(records)
+        top = max(self.next_uid, next_uid or 0, (recs[-1].uid + 1) if recs else 0)
+        return replace(self, records=recs, next_uid=top)
+
+    def assign(self, bases: Iterable[str]) -> tuple[UidList, list[UidRecord]]:
+        """Give each base name not yet listed the next UID, in the order given."""
+        known = self.by_base()
+        uid = self.next_uid
+        added: list[UidRecord] = []
+        for base in bases:
+            if base in known:
+                continue
+            rec = UidRecord(uid, base)
+            known[base] = rec
+            added.append(rec)
+            uid += 1
+        return self.with_records((*self.records, *added), uid), added
+
+    def __iter__(self) -> Iterator[UidRecord]:
+        return iter(self.records)
+
+
+def _split_header(line: str) -> tuple[int, int, str, tuple[str, ...]]:
+    parts = line.split()
+    if not parts or parts[0] != str(VERSION):
+        raise UidListCorrupt(f"unsupported uidlist version in header {line!r}")
+    validity = next_uid = None
+    guid = ""
+    extra: list[str] = []
+    for part in parts[1:]:
+        key, value = part[:1], part[1:]
+        if key in "VN" and not value.isdigit():
+            raise UidListCorrupt(f"bad header field {part!r}")
+        if key == "V":
+            validity = int(value)
+        elif key == "N":
+            next_uid = int(value)
+        elif key == "G":
+            guid = value
+        else:
+            extra.append(part)
+    if validity is None or next_uid is None:
+        raise UidListCorrupt(f"header without V or N: {line!r}")
+    return validity, next_uid, guid, tuple(extra)
+
+
+def _parse_record(line: str, version: int) -> UidRecord:
+    uid_s, _, rest = line.partition(" ")
+    if not uid_s.isdigit() or not rest:
+        raise UidListCorrupt(f"bad record {line!r}")
+    if version == 1:
+        return UidRecord(int(uid_s), parse_name(rest).base)
+    fields: list[str] = []
+    while not rest.startswith(":"):
+        token, sep, rest = rest.partition(" ")
+        if not sep or not token:
+            raise UidListCorrupt(f"record without ' :<name>': {line!r}")
+        fields.append(token)
+    name = rest[1:]
+    if not name or "/" in name:
+        raise UidListCorrupt(f"bad file name in record {line!r}")
+    return UidRecord(int(uid_s), parse_name(name).base, tuple(fields))
+
+
+def parse(data: bytes) -> UidList:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UidListCorrupt(f"not UTF-8: {exc}") from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if not lines:
+        raise UidListCorrupt("empty file")
+    head = lines[0].split()
+    extra: tuple[str, ...]
+    if head[:1] == ["1"] and len(head) == 3 and head[1].isdigit() and head[2].isdigit():
+        version, validity, next_uid, guid, extra = 1, int(head[1]), int(head[2]), "", ()
+    else:
+        version = VERSION
+        validity, next_uid, guid, extra = _split_header(lines[0])
+    records = tuple(_parse_record(line, version) for line in lines[1:] if line)
+    if not guid:
+        guid = secrets.token_hex(16)
+    return UidList(validity, next_uid, guid, extra, records)
+
+
+def render(uidlist: UidList) -> bytes:
+    header = [str(VERSION), f"V{uidlist.uid_validity}", f"N{uidlist.next_uid}",
+              f"G{uidlist.guid}", *uidlist.header_fields]
+    lines = [" ".join(header), *(rec.line() for rec in uidlist.records)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def read(fs: FileSystem, maildir: Path) -> UidList | None:
+    """The current list, or ``None`` when there is none. Reopened by name every time
+    (close-to-open consistency on NFS); ``ESTALE`` retried."""
+    path = maildir / FILENAME
+
+    def attempt() -> UidList | None:
+        try:
+            return parse(fs.read_file(path))
+        except FileNotFoundError:
+            return None
+
+    return fs.retry_estale(attempt)
+
+
+def write(fs: FileSystem, maildir: Path, uidlist: UidList, perms: Perms) -> None:
+    """Replace the list (temp + fsync + rename). Only while holding the uidlist lock."""
+    fs.write_atomic(maildir / FILENAME, render(uidlist), perms)
