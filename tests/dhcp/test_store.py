@@ -1,0 +1,196 @@
+"""The lease store contract, written once and run against every implementation."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+
+from dhcp.memory_store import MemoryStore
+from dhcp.sqlite_store import SQLiteStore
+from dhcp.store import LeaseConflict, LeaseState, LeaseStore, client_key
+
+A = IPv4Address("192.0.2.10")
+B = IPv4Address("192.0.2.11")
+ALICE = client_key(b"\x01alice", 1, b"")
+BOB = client_key(None, 1, bytes.fromhex("525400000002"))
+HW = bytes.fromhex("525400000001")
+T0 = 1_700_000_000.0
+
+Factory = Callable[[Path], LeaseStore]
+FACTORIES: dict[str, Factory] = {
+    "memory": lambda _path: MemoryStore(),
+    "sqlite": lambda path: SQLiteStore(path / "leases.db"),
+}
+
+
+@pytest.fixture(params=sorted(FACTORIES))
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LeaseStore]:
+    made = FACTORIES[request.param](tmp_path)
+    yield made
+    made.close()
+
+
+def test_client_keys_keep_client_id_and_hardware_apart() -> None:
+    mac = bytes.fromhex("525400000001")
+    assert client_key(b"\x01" + mac, 1, mac) != client_key(None, 1, mac)
+    assert client_key(None, 1, mac) != client_key(None, 6, mac)
+
+
+def test_empty_store(store: LeaseStore) -> None:
+    assert store.get(A) is None
+    assert store.by_client(ALICE) == []
+    assert list(store.leases()) == []
+    assert store.unavailable(A, B, T0) == set()
+
+
+def test_offer_then_commit_binds_the_address(store: LeaseStore) -> None:
+    offered = store.reserve(A, ALICE, HW, now=T0, until=T0 + 30)
+    assert offered.state is LeaseState.OFFERED and offered.holds(T0 + 29)
+    assert store.unavailable(A, B, T0) == {A}
+    bound = store.commit(A, ALICE, HW, starts=T0 + 1, expires=T0 + 3601, hostname="ws")
+    assert bound.state is LeaseState.BOUND
+    assert store.get(A) == bound
+    assert store.by_client(ALICE) == [bound]
+    assert store.get(A).hostname == "ws"  # type: ignore[union-attr]
+
+
+def test_an_address_is_never_held_for_two_clients(store: LeaseStore) -> None:
+    store.reserve(A, ALICE, HW, now=T0, until=T0 + 30)
+    with pytest.raises(LeaseConflict):
+        store.reserve(A, BOB, HW, now=T0 + 1, until=T0 + 31)
+    with pytest.raises(LeaseConflict):
+        store.commit(A, BOB, HW, starts=T0 + 1, expires=T0 + 100, hostname=None)
+    store.commit(A, ALICE, HW, starts=T0 + 2, expires=T0 + 100, hostname=None)
+    with pytest.raises(LeaseConflict) as info:
+        store.commit(A, BOB, HW, starts=T0 + 50, expires=T0 + 150, hostname=None)
+    assert info.value.holder.client == ALICE
+    assert store.get(A).client == ALICE  # type: ignore[union-attr]
+
+
+def test_an_expired_offer_or_lease_frees_the_address(store: LeaseStore) -> None:
+    store.reserve(A, ALICE, HW, now=T0, until=T0 + 30)
+    store.reserve(A, BOB, HW, now=T0 + 30, until=T0 + 60)  # expiry is a comparison
+    store.commit(A, BOB, HW, starts=T0 + 31, expires=T0 + 100, hostname=None)
+    assert store.unavailable(A, A, T0 + 99) == {A}
+    assert store.unavailable(A, A, T0 + 100) == set()
+    lease = store.commit(A, ALICE, HW, starts=T0 + 100, expires=T0 + 200, hostname=None)
+    assert lease.client == ALICE
+
+
+def test_reserving_a_bound_address_keeps_it_bound(store: LeaseStore) -> None:
+    store.commit(A, ALICE, HW, starts=T0, expires=T0 + 3600, hostname=None)
+    again = store.reserve(A, ALICE, HW, now=T0 + 10, until=T0 + 40)
+    assert again.state is LeaseState.BOUND and again.expires == T0 + 3600
+
+
+def test_release_only_by_the_holder(store: LeaseStore) -> None:
+    store.commit(A, ALICE, HW, starts=T0, expires=T0 + 3600, hostname=None)
+    assert not store.release(A, BOB, T0 + 5)
+    assert store.get(A).state is LeaseState.BOUND  # type: ignore[union-attr]
+    assert store.release(A, ALICE, T0 + 5)
+    assert store.get(A).state is LeaseState.RELEASED  # type: ignore[union-attr]
+    assert not store.release(A, ALICE, T0 + 6)
+    assert store.unavailable(A, B, T0 + 6) == set()
+    store.commit(A, BOB, HW, starts=T0 + 6, expires=T0 + 100, hostname=None)
+
+
+def test_decline_quarantines_for_everybody(store: LeaseStore) -> None:
+    assert not store.decline(A, ALICE, T0, T0 + 500)  # never held: ignored
+    store.commit(A, ALICE, HW, starts=T0, expires=T0 + 3600, hostname=None)
+    assert not store.decline(A, BOB, T0, T0 + 500)
+    assert store.decline(A, ALICE, T0 + 1, T0 + 500)
+    assert store.get(A).state is LeaseState.DECLINED  # type: ignore[union-attr]
+    for client in (ALICE, BOB):
+        with pytest.raises(LeaseConflict):
+            store.reserve(A, client, HW, now=T0 + 2, until=T0 + 32)
+        with pytest.raises(LeaseConflict):
+            store.commit(A, client, HW, starts=T0 + 2, expires=T0 + 32, hostname=None)
+    assert store.unavailable(A, B, T0 + 499) == {A}
+    store.commit(A, BOB, HW, starts=T0 + 500, expires=T0 + 600, hostname=None)
+
+
+def test_expire_marks_and_usage_counts(store: LeaseStore) -> None:
+    store.commit(A, ALICE, HW, starts=T0, expires=T0 + 100, hostname=None)
+    store.reserve(B, BOB, HW, now=T0, until=T0 + 30)
+    usage = store.usage(IPv4Address("192.0.2.0"), IPv4Address("192.0.2.255"), T0 + 1)
+    assert (usage.total, usage.bound, usage.offered, usage.declined, usage.free) == (
+        256,
+        1,
+        1,
+        0,
+        254,
+    )
+    assert store.expire(T0 + 30) == 1
+    assert store.get(B).state is LeaseState.EXPIRED  # type: ignore[union-attr]
+    assert store.expire(T0 + 30) == 0
+    assert store.expire(T0 + 100) == 1
+    assert [lease.address for lease in store.leases()] == [A, B]
+    assert store.usage(A, B, T0 + 100).free == 2
+
+
+def test_by_client_is_newest_first(store: LeaseStore) -> None:
+    store.commit(A, ALICE, HW, starts=T0, expires=T0 + 10, hostname=None)
+    store.commit(B, ALICE, HW, starts=T0 + 20, expires=T0 + 30, hostname=None)
+    assert [lease.address for lease in store.by_client(ALICE)] == [B, A]
+
+
+# -- SQLite specifics --------------------------------------------------------------
+
+
+def test_sqlite_is_wal_and_survives_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "leases.db"
+    store = SQLiteStore(path)
+    store.commit(A, ALICE, HW, starts=T0, expires=T0 + 3600, hostname="ws")
+    store.close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.close()
+    again = SQLiteStore(path)
+    assert again.get(A) is not None and again.get(A).hostname == "ws"  # type: ignore[union-attr]
+    again.close()
+
+
+def test_sqlite_schema_refuses_two_rows_for_one_address(tmp_path: Path) -> None:
+    path = tmp_path / "leases.db"
+    SQLiteStore(path).close()
+    db = sqlite3.connect(path)
+    row = (int(A), ALICE, HW, "bound", T0, T0 + 10, None)
+    db.execute("INSERT INTO leases VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+    with pytest.raises(sqlite3.IntegrityError):
+        db.execute("INSERT INTO leases VALUES (?, ?, ?, ?, ?, ?, ?)", (*row[:1], BOB, *row[2:]))
+    with pytest.raises(sqlite3.IntegrityError):
+        db.execute("UPDATE leases SET state = 'stolen'")
+    db.close()
+
+
+def test_sqlite_commit_is_durable_when_the_process_dies(tmp_path: Path) -> None:
+    """A commit that returned is on disk even if the process is killed right after."""
+    path = tmp_path / "leases.db"
+    code = (
+        "import os, ipaddress\n"
+        "from dhcp.sqlite_store import SQLiteStore\n"
+        f"s = SQLiteStore({str(path)!r})\n"
+        f"s.commit(ipaddress.IPv4Address({str(A)!r}), {ALICE!r}, b'', starts={T0}, "
+        f"expires={T0 + 60}, hostname=None)\n"
+        "os._exit(0)\n"  # no close(), no checkpoint
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    store = SQLiteStore(path)
+    assert store.get(A) is not None and store.get(A).client == ALICE  # type: ignore[union-attr]
+    store.close()
+
+
+def test_sqlite_two_connections_cannot_both_take_an_address(tmp_path: Path) -> None:
+    path = tmp_path / "leases.db"
+    one, two = SQLiteStore(path), SQLiteStore(path)
+    one.commit(A, ALICE, HW, starts=T0, expires=T0 + 60, hostname=None)
+    with pytest.raises(LeaseConflict):
+        two.commit(A, BOB, HW, starts=T0 + 1, expires=T0 + 60, hostname=None)
+    one.close()
+    two.close()
