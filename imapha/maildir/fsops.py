@@ -316,7 +316,7 @@ class DotLock:
         self.timeout = timeout
         self.stale_after = stale_after
         self.perms = perms
-        self._ident: tuple[int, int] | None = None
+        self._ident: tuple[int, int, int] | None = None
         self._refreshed = 0.0
         self.took_over_stale = 0
 
@@ -337,7 +337,7 @@ class DotLock:
             delay = min(delay * 2, 0.1)
 
     def _try_once(self) -> bool:
-        content = f"{os.getpid()}:{self.fs.host}".encode()
+        content = self._content().encode()
         tmp = self.path.with_name(
             f"{self.path.name}.{self.fs.host}.{os.getpid()}.{random.getrandbits(32):x}")
         self.fs.write_new(tmp, content, self.perms, fsync=False)
@@ -349,10 +349,15 @@ class DotLock:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-        st = self.fs.lstat(self.path)
-        self._ident = (st.st_dev, st.st_ino)
+        self._ident = self._identify(self.fs.lstat(self.path))
         self._refreshed = time.monotonic()
         return True
+
+    @staticmethod
+    def _identify(st: os.stat_result) -> tuple[int, int, int]:
+        # The inode number alone is not enough: a lock file removed and created
+        # again by another process often gets the same number back.
+        return (st.st_dev, st.st_ino, st.st_ctime_ns)
 
     def _holder(self) -> str:
         try:
@@ -395,8 +400,11 @@ class DotLock:
             st = self.fs.lstat(self.path)
         except FileNotFoundError:
             raise LockLost(f"{self.path} vanished (taken over as stale?)") from None
-        if (st.st_dev, st.st_ino) != self._ident:
+        if self._identify(st) != self._ident or self._holder() != self._content():
             raise LockLost(f"{self.path} now belongs to {self._holder()!r}")
+
+    def _content(self) -> str:
+        return f"{os.getpid()}:{self.fs.host}"
 
     def refresh(self, every: float | None = None) -> None:
         """Touch the lock so others do not judge it stale (at most every ``every`` s)."""
@@ -404,6 +412,7 @@ class DotLock:
         if time.monotonic() - self._refreshed >= every:
             self.verify()
             self.fs.utime(self.path, None)
+            self._ident = self._identify(self.fs.lstat(self.path))
             self._refreshed = time.monotonic()
 
     def release(self) -> None:

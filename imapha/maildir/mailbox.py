@@ -282,33 +282,39 @@ class Mailbox:
         return self._apply(current, files, stamps)
 
     def _locked_sync(self) -> tuple[ul.UidList, dict[str, tuple[str, str]]]:
-        self.stats["locked_syncs"] += 1
         with self._lock() as lock:
-            try:
-                current = ul.read(self.fs, self.path)
-            except ul.UidListCorrupt:
-                current = None
-            files = self._scan()
-            files = self._move_new_to_cur(files)
-            lock.refresh()
-            changed = False
-            if current is None:
-                current = self._fresh_uidlist()
-                changed = True
-            listed = current.by_base()
-            # Confirmed under the lock: records without a file are expunged.
-            kept = [rec for rec in current.records if rec.base in files]
-            if len(kept) != len(current.records):
-                current = current.with_records(kept)
-                changed = True
-            unlisted = sorted(b for b in files if b not in listed)
-            if unlisted:
-                current, _ = current.assign(unlisted)
-                changed = True
-            if changed:
-                lock.verify()
-                ul.write(self.fs, self.path, current, self.perms)
-            return current, files
+            return self._sync_under(lock)
+
+    def _rebuild_locked(self, lock: DotLock) -> ul.UidList:
+        return self._sync_under(lock)[0]
+
+    def _sync_under(self, lock: DotLock) -> tuple[ul.UidList, dict[str, tuple[str, str]]]:
+        self.stats["locked_syncs"] += 1
+        try:
+            current = ul.read(self.fs, self.path)
+        except ul.UidListCorrupt:
+            current = None
+        files = self._scan()
+        files = self._move_new_to_cur(files)
+        lock.refresh()
+        changed = False
+        if current is None:
+            current = self._fresh_uidlist()
+            changed = True
+        listed = current.by_base()
+        # Confirmed under the lock: records without a file are expunged.
+        kept = [rec for rec in current.records if rec.base in files]
+        if len(kept) != len(current.records):
+            current = current.with_records(kept)
+            changed = True
+        unlisted = sorted(b for b in files if b not in listed)
+        if unlisted:
+            current, _ = current.assign(unlisted)
+            changed = True
+        if changed:
+            lock.verify()
+            ul.write(self.fs, self.path, current, self.perms)
+        return current, files
 
     def _fresh_uidlist(self) -> ul.UidList:
         validity = int(time.time())
@@ -459,21 +465,26 @@ class Mailbox:
         return gone
 
     # -- append / copy / move -----------------------------------------------------
-    def _assign(self, bases: Sequence[str]) -> list[int]:
-        """UIDs for bases we just created, under the lock, after re-reading the list."""
-        with self._lock() as lock:
-            try:
-                current = ul.read(self.fs, self.path)
-            except ul.UidListCorrupt:
-                current = None
-            if current is None:
-                # No trustworthy list: a full locked sync builds one (and lists ours).
-                lock.release()
-                current, _ = self._locked_sync()
-                by_base = current.by_base()
-                return [by_base[b].uid for b in bases]
+    def lock(self) -> DotLock:
+        """The folder's ``dovecot-uidlist.lock`` (not yet acquired; use ``with``)."""
+        return self._lock()
+
+    def assign_uids(self, bases: Sequence[str], held: DotLock | None = None) -> list[int]:
+        """UIDs for base names we just created, under the lock (``held``, or taken
+        here), after re-reading the list. Bases already listed keep their UID."""
+        if held is None:
+            with self._lock() as lock:
+                return self.assign_uids(bases, lock)
+        try:
+            current = ul.read(self.fs, self.path)
+        except ul.UidListCorrupt:
+            current = None
+        if current is None:
+            # No trustworthy list: build one from a full locked scan (lists ours too).
+            current = self._rebuild_locked(held)
+        else:
             current, _ = current.assign(bases)
-            lock.verify()
+            held.verify()
             ul.write(self.fs, self.path, current, self.perms)
         by_base = current.by_base()
         return [by_base[b].uid for b in bases]
@@ -487,7 +498,7 @@ class Mailbox:
         mtime = time.time() if internaldate is None else internaldate
         filename = deliver(self.path, data, fs=self.fs, names=self.names, perms=self.perms,
                            mtime=mtime, letters=letters)
-        return self._assign([parse_name(filename).base])[0]
+        return self.assign_uids([parse_name(filename).base])[0]
 
     def copy(self, uids: Iterable[int], dest: Mailbox) -> list[tuple[int, int]]:
         """Copy messages into ``dest`` (hard links where possible; contents and
@@ -506,7 +517,7 @@ class Mailbox:
         if not created:
             return []
         dest.fs.fsync_dir(dest.path / "cur")
-        new_uids = dest._assign([b for _, b in created])
+        new_uids = dest.assign_uids([b for _, b in created])
         return [(src, new) for (src, _), new in zip(created, new_uids, strict=True)]
 
     def _link_or_copy(self, msg: Message, target: Path, perms: Perms) -> bool:
