@@ -54,7 +54,9 @@ class _Findings:
                 ctx.report(path, f"{message} (on {which})")
 
 
-def check(config: ClusterConfig, raw_nodes: Mapping[str, Any], ctx: c.Context) -> None:
+def check(config: ClusterConfig, raw_nodes: Mapping[str, Any], ctx: c.Context, *,
+          backends_known: bool = True) -> None:
+    """Report cross-key problems; ``config`` may hold only the nodes that converted."""
     findings = _Findings()
 
     def where(node: str, section: str, key: str) -> KeyPath:
@@ -65,14 +67,15 @@ def check(config: ClusterConfig, raw_nodes: Mapping[str, Any], ctx: c.Context) -
         return (section, key)
 
     _check_nodes(config, ctx)
-    _check_vips(config, ctx, findings)
-    _check_backends(config, ctx)
+    _check_vips(config, list(raw_nodes), ctx, findings)
+    if backends_known:
+        _check_backends(config, ctx)
     for node in config.nodes.values():
         _check_sockets(node, findings, where)
         _check_node_sections(config, node, findings, where)
         if node.dhcp is not None:
             _check_dhcp(config, node, node.dhcp, findings, where)
-    findings.flush(ctx, len(config.nodes))
+    findings.flush(ctx, len(raw_nodes))
 
 
 def _check_nodes(config: ClusterConfig, ctx: c.Context) -> None:
@@ -84,7 +87,8 @@ def _check_nodes(config: ClusterConfig, ctx: c.Context) -> None:
         seen.setdefault(node.address, node.name)
 
 
-def _check_vips(config: ClusterConfig, ctx: c.Context, findings: _Findings) -> None:
+def _check_vips(config: ClusterConfig, node_names: list[str], ctx: c.Context,
+                findings: _Findings) -> None:
     names: dict[str, int] = {}
     addresses: dict[object, int] = {}
     node_addresses = {node.address: node.name for node in config.nodes.values()}
@@ -101,10 +105,10 @@ def _check_vips(config: ClusterConfig, ctx: c.Context, findings: _Findings) -> N
         if ip in node_addresses:
             ctx.report(("vips", i, "address"),
                        f"{ip} is node {node_addresses[ip]!r}'s own address; a VIP must be spare")
-        if vip.home not in config.nodes:
+        if vip.home not in node_names:
             ctx.report(("vips", i, "home"),
-                       f"home {vip.home!r} is not a node (nodes: {', '.join(config.nodes)})"
-                       + c.suggest(vip.home, list(config.nodes)))
+                       f"home {vip.home!r} is not a node (nodes: {', '.join(node_names)})"
+                       + c.suggest(vip.home, node_names))
         if vip.priority <= NON_HOME_PRIORITY:
             ctx.report(("vips", i, "priority"),
                        f"must be above {NON_HOME_PRIORITY}, the priority of the other nodes, "

@@ -130,12 +130,10 @@ def suggest(key: str, known: Sequence[str]) -> str:
 
 
 def unknown_key_message(key: str, known: Sequence[str], ctx: Context, section: str) -> str:
-    hint = suggest(key, known)
-    if not hint:
-        homes = [s for s, keys in ctx.section_keys.items() if key in keys and s != section]
-        if homes:
-            return f"unknown key here; {key!r} belongs in [{homes[0]}]"
-    return f"unknown key{hint}"
+    homes = [s for s, keys in ctx.section_keys.items() if key in keys and s != section]
+    if homes:
+        return f"unknown key here; {key!r} belongs in [{homes[0]}]"
+    return f"unknown key{suggest(key, known)}"
 
 
 def build(cls: type[T], raw: Mapping[str, object], at: At, *,

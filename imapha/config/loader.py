@@ -129,16 +129,17 @@ def _build(raw: dict[str, Any], ctx: c.Context, path: Path) -> ClusterConfig | N
             if node is not None:
                 nodes[name] = node
 
-    if cluster is None or vips is None or backends is None or len(nodes) != len(raw_nodes):
-        return None
     config = ClusterConfig(
         path=path,
-        name=cluster.name,
+        name=cluster.name if cluster is not None else "",
         nodes=MappingProxyType(nodes),
-        vips=vips,
-        backends=backends,
+        vips=vips or (),
+        backends=backends or (),
     )
-    checks.check(config, raw_nodes, ctx)
+    # Cross-check what did convert, so one round reports as much as it can.
+    checks.check(config, raw_nodes, ctx, backends_known=backends is not None)
+    if cluster is None or vips is None or backends is None or len(nodes) != len(raw_nodes):
+        return None
     return config
 
 

@@ -335,8 +335,9 @@ class ClusterConfig:
     def _role(self, node: str, role: str) -> VrrpConfig | ProxyConfig | BackendConfig | DhcpConfig:
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
-        section = self.node(node).section(role)
-        if section is None:
+        config = self.node(node)
+        section = config.section(role)
+        if section is None or role not in config.roles:
             raise self._error(SECTION_OF_ROLE[role], f"node {node!r} has no {role} role")
         return section
 

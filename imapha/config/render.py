@@ -45,14 +45,14 @@ def plain(value: Any, secret: bool = False) -> Any:
     """JSON-ready data: seconds and bytes as numbers, endpoints and paths as strings."""
     if secret:
         return MASK if value else value
+    if isinstance(value, _SCALARS):
+        return str(value)
     if is_dataclass(value) and not isinstance(value, type):
         if spec_fields(type(value)):
             return {name: plain(v, s) for name, v, _, s in _fields(value)}
         return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, tuple | list):
         return [plain(v) for v in value]
-    if isinstance(value, _SCALARS):
-        return str(value)
     return value
 
 

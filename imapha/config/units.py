@@ -124,6 +124,8 @@ def parse_size(value: str | int | float) -> int:
         raise ValueError(f"size {value!r} is not a number") from exc
     if exact != exact.to_integral_value():
         raise ValueError(f"size {value!r} is not a whole number of bytes")
+    if exact >= 2**63:
+        raise ValueError(f"size {value!r} is too large")
     return int(exact)
 
 
