@@ -220,8 +220,8 @@ def _merge_remote(config: ClusterConfig, node: str, rows: list[Row], ssh_command
     """Replace ``node``'s local rows by what ``ssh NODE imapha ctl status --json`` says."""
     host = str(config.node(node).address)
     command = [*shlex.split(ssh_command), host, REMOTE_PROGRAM, "ctl",
-               "--config", str(config.path), "status", "--json", "--only-node", node,
-               "--timeout", f"{timeout:g}"]
+               "--config", str(config.path), "--timeout", f"{timeout:g}",
+               "status", "--json", "--only-node", node]
     mine = [r for r in rows if r.node == node]
     try:
         proc = subprocess.run(command, capture_output=True, text=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import signal
@@ -182,9 +183,26 @@ class Daemons:
             daemon.kill()
 
 
-def ctl(config: Path, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-    """``python -m imapha ctl --config CONFIG ARGS...`` as an operator would run it."""
-    return subprocess.run(
-        [sys.executable, "-m", "imapha", "ctl", "--config", str(config), *args],
-        capture_output=True, text=True, timeout=timeout, cwd=REPO, check=False,
-    )
+def ctl(config: Path, *args: str, subprocess_: bool = False,
+        timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """``imapha ctl --config CONFIG ARGS...`` as an operator would run it.
+
+    In this process through :func:`imapha.cli.main` (fast), or as a real
+    ``python -m imapha`` process with ``subprocess_=True``.
+    """
+    argv = ["ctl", "--config", str(config), *args]
+    if subprocess_:
+        return subprocess.run([sys.executable, "-m", "imapha", *argv], capture_output=True,
+                              text=True, timeout=timeout, cwd=REPO, check=False)
+    from imapha import cli
+    from imapha import ctl as ctl_module
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            # cli.main minus its logging set-up, which would replace pytest's handlers.
+            parser, _ = cli.build_parser("ctl")
+            code = ctl_module.run(parser.parse_args(argv))
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code if isinstance(exc.code, int) else 2
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
