@@ -51,6 +51,8 @@ MAX_NAME_BYTES = 255
 SUBSCRIPTIONS = "subscriptions"
 MAILDIRFOLDER = "maildirfolder"
 SUBDIRS = ("cur", "new", "tmp")
+#: Missing parent directories ``ensure_maildir`` creates at most (home, Maildir).
+MAX_PARENTS = 3
 
 
 class FolderError(ValueError):
@@ -145,8 +147,12 @@ def is_real_dir(path: Path) -> bool:
 
 
 def ensure_maildir(fs: FileSystem, path: Path, perms: Perms, *, folder: bool) -> None:
-    """Create ``path`` with ``cur``/``new``/``tmp`` (and ``maildirfolder``) as needed.
-    Refuses a symlink anywhere among them."""
+    """Create ``path`` with ``cur``/``new``/``tmp`` (and ``maildirfolder``) as needed,
+    and missing parents (a new user's home). Refuses a symlink anywhere among them."""
+    missing = [p for p in path.parents if not os.path.lexists(p)]
+    for parent in reversed(missing[:MAX_PARENTS]):
+        with contextlib.suppress(FileExistsError):
+            fs.mkdir(parent, perms)
     for sub in (path, *(path / s for s in SUBDIRS)):
         try:
             fs.mkdir(sub, perms)
