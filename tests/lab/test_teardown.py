@@ -32,7 +32,7 @@ def _gone(prefix: str, pids: list[int]) -> bool:
 
 
 FAILING_TEST = """
-import json, os, sys
+import json, os, sys, time
 from imapha.lab.fixtures import TwoNodeLab
 
 DAEMON = '''
@@ -40,6 +40,9 @@ import os, sys, time
 if os.fork() == 0:
     os.setsid()
     if os.fork() == 0:
+        with open(sys.argv[1] + ".tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.rename(sys.argv[1] + ".tmp", sys.argv[1])
         time.sleep(300)
     os._exit(0)
 time.sleep(300)
@@ -47,14 +50,15 @@ time.sleep(300)
 
 def test_that_fails_inside_the_lab(two_node_lab: TwoNodeLab) -> None:
     a = two_node_lab.a
-    a.spawn([sys.executable, "-c", DAEMON])
-    two_node_lab.client.spawn(["sleep", "300"])
+    pidfile = os.environ["LAB_RECORD"] + ".daemon"
+    daemon = a.spawn([sys.executable, "-c", DAEMON, pidfile])
+    sleeper = two_node_lab.client.spawn(["sleep", "300"])
     two_node_lab.lab.partition(a, two_node_lab.b)
-    import time
-    deadline = time.monotonic() + 10
-    while len(a.pids()) < 2 and time.monotonic() < deadline:
+    deadline = time.monotonic() + 30
+    while not os.path.exists(pidfile) and time.monotonic() < deadline:
         time.sleep(0.02)
-    pids = a.pids() + two_node_lab.client.pids()
+    with open(pidfile) as f:
+        pids = [daemon.pid, int(f.read()), sleeper.pid]
     with open(os.environ["LAB_RECORD"], "w") as f:
         json.dump({"prefix": two_node_lab.lab.prefix, "pids": pids}, f)
     raise AssertionError("this test fails on purpose")
@@ -87,7 +91,7 @@ def test_a_test_failing_inside_the_lab_leaves_nothing_behind(tmp_path: Path) -> 
     assert done.returncode == 1, done.stdout + done.stderr
     assert "this test fails on purpose" in done.stdout
     seen = json.loads(record.read_text())
-    assert len(seen["pids"]) >= 3  # the daemon, its detached grandchild, the client's sleep
+    assert len(seen["pids"]) == 3  # the daemon, its detached grandchild, the client's sleep
     assert _gone(seen["prefix"], seen["pids"])
 
 
@@ -168,8 +172,7 @@ FORGETFUL = """
 import sys
 from imapha.lab import Lab
 lab = Lab(prefix=sys.argv[1])
-lab.add_host("a", ["192.0.2.11/24"]).spawn(["sleep", "300"])
-print(lab.hosts["a"].pids()[0], flush=True)
+print(lab.add_host("a", ["192.0.2.11/24"]).spawn(["sleep", "300"]).pid, flush=True)
 # exits without closing the lab: the atexit hook must tear it down
 """
 
