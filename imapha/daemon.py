@@ -254,6 +254,8 @@ class Daemon:
         self._sent_ready = False
         self._last_condition: tuple[bool, str, bool] | None = None
         self._loops: list[LoopingCall] = []
+        self._reactor_stopping = False
+        self._stopping: Deferred[None] | None = None
 
     # -- start-up ---------------------------------------------------------
 
@@ -294,6 +296,8 @@ class Daemon:
                                      registry, role=self.role)
         self.control.on_reply = self._count_request
         await self.control.start()
+        if self._aborted():
+            return
         self.pid_file = Path(node_config.run_dir) / f"{self.role}.pid"
         self._write_pid()
         address = ctx.config.metrics_address(self.node, self.role)
@@ -301,10 +305,14 @@ class Daemon:
             self.metrics_port = await listen_metrics(self.reactor, ctx.metrics.registry,
                                                      address[0], address[1])
         self._setup_metrics()
+        if self._aborted():
+            return
         self.service = self.factory(ctx)
         for verb in self.service.verbs():
             registry.add(verb.method, verb.path, verb.handler, verb.summary)
         await self.service.start()
+        if self._aborted():  # SIGTERM arrived during start(): shutdown() has it
+            return
         self.state = State.RUNNING
         ctx.metrics.gauge(DAEMON_START_TIME).labels(role=self.role).set(time.time())
         log.info("imapha %s %s on node %s running (pid %d, control %s%s)",
@@ -312,6 +320,10 @@ class Daemon:
                  f", metrics {self.metrics_text()}" if self.metrics_port else "")
         self._poll_ready()
         self._loop(READY_POLL, self._poll_ready)
+
+    def _aborted(self) -> bool:
+        """True when a signal stopped the daemon while start-up was waiting."""
+        return self.state is State.STOPPING
 
     def _loop(self, interval: float, fn: Callable[[], None]) -> None:
         loop = LoopingCall(fn)
@@ -573,6 +585,8 @@ class Daemon:
     # -- stop -------------------------------------------------------------
 
     def shutdown(self) -> Deferred[None]:
+        if self._stopping is not None:
+            return self._stopping
         self.state = State.STOPPING
         self.notifier.notify("STOPPING=1", "STATUS=stopping")
         for loop in self._loops:
@@ -588,6 +602,7 @@ class Daemon:
             d = defer.succeed(None)
         d.addBoth(lambda _: self.cleanup())
         d.addBoth(lambda _: self._stop_reactor())
+        self._stopping = d
         return d
 
     def _stop_failed(self, failure: Failure) -> None:
@@ -612,12 +627,14 @@ class Daemon:
         return done.addCallback(lambda _: None)
 
     def _stop_reactor(self) -> None:
-        if self.reactor.running:
+        if not self._reactor_stopping and self.reactor.running:
+            self._reactor_stopping = True
             self.reactor.stop()
 
     def fail_start(self, failure: Failure) -> Deferred[None]:
         self.exit_code = EXIT_FAILURE
         self.state = State.STOPPING
+        self.notifier.notify("STOPPING=1", "STATUS=failed to start")
         exc = cast(BaseException, failure.value)
         if isinstance(exc, AlreadyServing):
             log.error("imapha %s not started: %s", self.role, exc)

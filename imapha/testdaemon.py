@@ -24,7 +24,6 @@ import sys
 from collections.abc import Iterable, Sequence
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
 
 from twisted.internet import defer, task
 from twisted.internet.defer import Deferred
@@ -33,7 +32,14 @@ from imapha import log as imapha_log
 from imapha import metrics
 from imapha.config import NodeConfig
 from imapha.control import ControlError, JsonObject, Verb
-from imapha.daemon import ROLE_SECTIONS, DaemonContext, ReloadRejected, config_diff, run_daemon
+from imapha.daemon import (
+    ROLE_SECTIONS,
+    DaemonContext,
+    ReloadRejected,
+    Service,
+    config_diff,
+    run_daemon,
+)
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = build_parser().parse_args(argv)
     imapha_log.setup(options.log_level, options.log_format)
 
-    def factory(ctx: DaemonContext) -> Any:
+    def factory(ctx: DaemonContext) -> Service:
         return TestService(ctx, options)
 
     return run_daemon(options.role, options.config, options.node, factory,

@@ -191,3 +191,16 @@ def test_sd_notify_watchdog(config: Path, daemons: Daemons, root: Path) -> None:
         assert d.stop() == 0
     finally:
         notify.close()
+
+
+def test_sigterm_during_start_up_stops_cleanly(config: Path, daemons: Daemons) -> None:
+    d = daemons.spawn(config, "a", "proxy", "--start-delay", "30")
+    wait_for(lambda: d.socket.exists() and d.status()["state"] == "starting", 15,
+             what="state starting")
+    assert d.get("/ready").body == {"ready": False, "reason": "starting", "role": "proxy",
+                                    "node": "a"}
+    assert d.post("/drain").status == 409  # nothing to drain yet
+    started = time.monotonic()
+    assert d.stop() == 0
+    assert time.monotonic() - started < 10
+    assert not d.socket.exists() and not d.pid_file.exists()
