@@ -31,6 +31,7 @@ from imapha.config.model import (
     VipConfig,
     VrrpConfig,
 )
+from imapha.config.reload import RELOADABLE, restart_changes
 from imapha.config.units import (
     HostPort,
     format_duration,
@@ -41,6 +42,7 @@ from imapha.config.units import (
 )
 
 __all__ = [
+    "RELOADABLE",
     "ROLES",
     "SECTION_OF_ROLE",
     "BackendConfig",
@@ -66,4 +68,5 @@ __all__ = [
     "parse_duration",
     "parse_hostport",
     "parse_size",
+    "restart_changes",
 ]
