@@ -29,7 +29,7 @@ def need_lab_prerequisites() -> None:
     """Skip (a failure under CI) unless this machine can build a lab."""
     if os.geteuid() != 0:
         pytest.skip("prerequisite missing: root is needed for network namespaces")
-    for tool, package in (("ip", "iproute2"), ("nft", "nftables")):
+    for tool, package in (("ip", "iproute2"), ("nft", "nftables"), ("ping", "iputils-ping")):
         if not (shutil.which(tool) or shutil.which(tool, path=os.pathsep.join(SBIN))):
             pytest.skip(f"prerequisite missing: {tool} (Debian package {package})")
 
