@@ -242,7 +242,7 @@ def test_lab_up_holds_a_lab_and_tears_it_down_on_sigterm(tmp_path: Path) -> None
         )
 
 
-def test_lab_list_shows_no_entry_for_a_closed_lab() -> None:
+def test_lab_list_through_the_imapha_command_shows_a_lab_until_it_closes() -> None:
     need_lab_prerequisites()
     from imapha.lab import Lab
 
@@ -250,7 +250,12 @@ def test_lab_list_shows_no_entry_for_a_closed_lab() -> None:
         lab.add_host("a", ["192.0.2.11/24"])
         prefix = lab.prefix
         shown = subprocess.run(
-            [*CLI, "list"], capture_output=True, text=True, env=_env(), timeout=30, check=True
+            [sys.executable, "-m", "imapha", "lab", "list"],
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=30,
+            check=True,
         ).stdout
         assert f"{prefix}-a" in shown and f"{prefix}-sw" in shown
     shown = subprocess.run(
