@@ -20,7 +20,7 @@ from .tokens import ATOM_RE
 _ARGS_RE = re.compile(r"[^\]\x00-\x1f\x7f]+")
 
 
-def _check_capability(cap: str) -> str:
+def check_capability(cap: str) -> str:
     if not cap.isascii() or not ATOM_RE.fullmatch(cap.encode("ascii")):
         raise LocalProtocolError("invalid capability")
     return cap
@@ -44,7 +44,7 @@ class ResponseCode:
 
     @classmethod
     def capability(cls, caps: tuple[str, ...] | list[str]) -> ResponseCode:
-        return cls("CAPABILITY", " ".join(_check_capability(c) for c in caps))
+        return cls("CAPABILITY", " ".join(check_capability(c) for c in caps) or None)
 
     @property
     def capabilities(self) -> tuple[str, ...]:

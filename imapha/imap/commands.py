@@ -113,6 +113,8 @@ class Id:
         if len(self.params) > ID_MAX_PAIRS:
             raise LocalProtocolError("ID allows at most 30 pairs")
         for key, value in self.params:
+            if "\x00" in key or (value is not None and "\x00" in value):
+                raise LocalProtocolError("ID strings cannot hold NUL")
             if len(key.encode()) > ID_MAX_FIELD or (
                 value is not None and len(value.encode()) > ID_MAX_VALUE
             ):
@@ -274,6 +276,8 @@ def encode_command(cmd: ClientCommand, mode: LiteralMode = LiteralMode.SYNC) -> 
     if isinstance(cmd, Capability | Noop | Logout | StartTLS):
         w.raw(b" ").raw(_SIMPLE_NAMES[type(cmd)])
     elif isinstance(cmd, Login):
+        if "\x00" in cmd.username or b"\x00" in cmd.password:
+            raise LocalProtocolError("LOGIN cannot carry NUL")
         w.raw(b" LOGIN").args((astring(cmd.username), astring(cmd.password)))
     elif isinstance(cmd, Authenticate):
         w.raw(b" AUTHENTICATE ").raw(cmd.mechanism.encode("ascii"))

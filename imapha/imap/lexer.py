@@ -119,7 +119,7 @@ class Lexer:
         if m is None:
             raise RemoteProtocolError(_why_not_atom(c))
         self._pos = m.end()
-        return Atom(m[0].decode("ascii"))
+        return Atom._from_wire(m[0].decode("ascii"))
 
     def _list(self, depth: int) -> PList:
         if depth > self._limits.max_depth:

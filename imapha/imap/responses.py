@@ -23,7 +23,7 @@ import enum
 import re
 from dataclasses import dataclass
 
-from .codes import ResponseCode
+from .codes import ResponseCode, check_capability
 from .encode import LiteralMode, Writer
 from .errors import LocalProtocolError, RemoteProtocolError
 from .framer import Frame
@@ -131,7 +131,8 @@ class CapabilityResponse:
     capabilities: tuple[str, ...]
 
     def __post_init__(self) -> None:
-        ResponseCode.capability(self.capabilities)  # validates each atom
+        for cap in self.capabilities:
+            check_capability(cap)
 
 
 @dataclass(frozen=True, slots=True)

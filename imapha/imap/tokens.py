@@ -36,9 +36,11 @@ TAG_RE = re.compile(rb"[\x21\x23\x24\x26\x27\x2c-\x5b\x5d\x5e-\x7a\x7c-\x7e]+")
 #: What the lexer accepts as an atom-like token: ATOM-CHAR plus "%", "*", "\",
 #: "]" (flags, list wildcards, sequence sets) and a bracketed "[...]" part that
 #: may hold SP and parentheses (fetch-att sections like BODY[HEADER.FIELDS (A B)]).
-LENIENT_ATOM_RE = re.compile(
-    rb"(?:[\x21\x23-\x27\x2a-\x5a\x5c-\x7a\x7c-\x7e]|\[[^\]\x00-\x1f\x7f{\x80-\xff]*\]|\[)+"
-)
+_ATOMISH = rb"[\x21\x23-\x27\x2a-\x5a\x5c-\x7a\x7c-\x7e]"
+_BRACKETED = rb"\[[^\[\]\x00-\x1f\x7f{\x80-\xff]*\]"
+LENIENT_ATOM_RE = re.compile(rb"(?:" + _ATOMISH + rb"|" + _BRACKETED + rb"|\[)+")
+#: What :class:`Atom` accepts for output: every "[" closed (so it lexes back the same).
+CANONICAL_ATOM_RE = re.compile(rb"(?:" + _ATOMISH + rb"|" + _BRACKETED + rb")+")
 _NUMBER_RE = re.compile(rb"[0-9]+")
 _QUOTABLE_RE = re.compile(rb"[\x01-\x09\x0b\x0c\x0e-\x7f]*")
 
@@ -69,14 +71,25 @@ class Tag(str):
 
 @dataclass(frozen=True, slots=True)
 class Atom:
-    """An atom-like token; also numbers, NIL, flags (``\\Seen``), ``BODY[...]``."""
+    """An atom-like token; also numbers, NIL, flags (``\\Seen``), ``BODY[...]``.
+
+    Built by us, every "[" must be closed by a "]" before any SP (so that it
+    reads back as one token); read from the wire, a lone "[" is tolerated.
+    """
 
     value: str
 
     def __post_init__(self) -> None:
         raw = self.value.encode("utf-8", "surrogateescape")
-        if LENIENT_ATOM_RE.fullmatch(raw) is None:
+        if CANONICAL_ATOM_RE.fullmatch(raw) is None:
             raise LocalProtocolError("invalid atom")
+
+    @classmethod
+    def _from_wire(cls, value: str) -> Atom:
+        """An atom the lexer already matched (no second validation)."""
+        atom = object.__new__(cls)
+        object.__setattr__(atom, "value", value)
+        return atom
 
     @property
     def is_nil(self) -> bool:
@@ -123,7 +136,7 @@ NIL = Atom("NIL")
 
 def as_astring(tok: Token, what: str = "string") -> bytes:
     """astring = 1*ASTRING-CHAR / string."""
-    if isinstance(tok, Quoted | Literal):
+    if isinstance(tok, Quoted) or (isinstance(tok, Literal) and not tok.binary):
         return tok.value
     if isinstance(tok, Atom):
         raw = tok.value.encode("ascii", "surrogateescape")
@@ -133,8 +146,8 @@ def as_astring(tok: Token, what: str = "string") -> bytes:
 
 
 def as_string(tok: Token, what: str = "string") -> bytes:
-    """string = quoted / literal."""
-    if isinstance(tok, Quoted | Literal):
+    """string = quoted / literal (a binary literal8 is not a string, RFC 3516 §4.3)."""
+    if isinstance(tok, Quoted) or (isinstance(tok, Literal) and not tok.binary):
         return tok.value
     raise RemoteProtocolError(f"Expected {what} as a quoted string or literal")
 
@@ -195,7 +208,7 @@ def string(value: bytes | str) -> Quoted | Literal:
 def astring(value: bytes | str) -> Token:
     """An atom when every octet is an ASTRING-CHAR (and it is not NIL), else :func:`string`."""
     raw = _to_bytes(value)
-    if raw and ASTRING_ATOM_RE.fullmatch(raw) and raw.upper() != b"NIL":
+    if raw and ASTRING_ATOM_RE.fullmatch(raw) and raw.upper() != b"NIL" and b"[" not in raw:
         return Atom(raw.decode("ascii"))
     return string(raw)
 
