@@ -162,7 +162,9 @@ def build(cls: type[T], raw: Mapping[str, object], at: At, *,
         try:
             values[name] = f.metadata["conv"](substitute(value, where.subst), where)
         except Invalid as exc:
-            where.report(str(exc))
+            # Never echo a secret, even a mistyped one, into logs.
+            where.report("invalid value (not shown: it is a secret)" if f.metadata["secret"]
+                         else str(exc))
             failed = True
         except Reported:
             failed = True
@@ -267,6 +269,9 @@ def size(low: int = 0) -> Conv:
     return conv
 
 
+_PLACEHOLDER = re.compile(r"\{[A-Za-z_]+\}")
+
+
 def path(value: object, at: At) -> Path:
     """A file system path; relative paths are relative to the config file's directory."""
     text = string(value, at)
@@ -274,6 +279,11 @@ def path(value: object, at: At) -> Path:
         raise Invalid("expected a path, got an empty string")
     if "\0" in text:
         raise Invalid("a path cannot contain a NUL character")
+    left = _PLACEHOLDER.search(text)
+    if left:
+        usable = ", ".join("{" + name + "}" for name in at.subst) or "none"
+        raise Invalid(f"unknown placeholder {left.group(0)} in {show(text)} "
+                      f"(placeholders here: {usable})")
     return at.ctx.base_dir / Path(text)
 
 

@@ -119,8 +119,14 @@ def _build(raw: dict[str, Any], ctx: c.Context, path: Path) -> ClusterConfig | N
         _array_of_tables(raw, "backends", ctx), top.sub("backends")))
     sections = {s: _table(raw, s, ctx) for s in SECTIONS}
     raw_nodes = _table(raw, "nodes", ctx)
-    if not raw_nodes and ("nodes",) not in ctx.lines:
-        ctx.report((), "no nodes: add a [nodes.NAME] table for each host")
+    if not raw_nodes:
+        if ("nodes",) not in ctx.lines:
+            ctx.report((), "no nodes: add a [nodes.NAME] table for each host")
+        # No node to see the sections through: still check their keys once.
+        nobody = c.At(ctx, (), {"node": "NODE", "run_dir": "/run", "state_dir": "/state"})
+        for section, cls in SECTIONS.items():
+            if section in raw:
+                _try(lambda s=section, k=cls: c.build(k, sections[s], nobody.sub(s), section=s))
 
     nodes: dict[str, NodeConfig] = {}
     if cluster is not None:

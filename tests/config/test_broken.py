@@ -241,3 +241,40 @@ def test_no_nodes_and_no_backends(tmp_path: Path) -> None:
     messages = [i.message for i in caught.value.issues]
     assert any(m.startswith("no nodes") for m in messages)
     assert any(m.startswith("no [[backends]]") for m in messages)
+
+
+def test_sections_are_checked_even_without_nodes(tmp_path: Path) -> None:
+    text = '[cluster]\nname = "x"\n[proxy]\nworkers = 0\n'
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    assert "<tmp>:4: proxy.workers: must be from 1 to 256, got 0".replace(
+        "<tmp>", str(tmp_path / "imapha.toml")) in str(caught.value).splitlines()
+
+
+def test_a_secret_is_never_echoed(tmp_path: Path) -> None:
+    text = BASE + '[proxy]\nprobe_password = 123456789\n'
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    (issue,) = caught.value.issues
+    assert issue.key == "proxy.probe_password" and "123456789" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('[proxy]\ncontrol = "{rundir}/p.sock"\n',
+     "unknown placeholder {rundir} in \"{rundir}/p.sock\" "
+     "(placeholders here: {node}, {run_dir}, {state_dir})"),
+    ('[[backends]]\nname = "be2"\naddress = "192.0.2.22:993"\ntls_ca = "/etc/{node}.pem"\n',
+     "unknown placeholder {node} in \"/etc/{node}.pem\" (placeholders here: none)"),
+])
+def test_unknown_placeholders(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, BASE + text))
+    assert [i.message for i in caught.value.issues] == [message]
+
+
+def test_run_dir_cannot_use_itself(tmp_path: Path) -> None:
+    text = BASE.replace('name = "t"\n', 'name = "t"\nrun_dir = "{run_dir}/x"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    assert {i.key for i in caught.value.issues} == {"cluster.run_dir"}
+    assert "placeholders here: {node}" in str(caught.value)
