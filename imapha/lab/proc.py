@@ -217,8 +217,9 @@ def stop_namespace(
             break
         _signal_all(left, signal.SIGKILL)
         for p in mine:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(p.pid, signal.SIGKILL)
+            if p.popen.returncode is None:  # unreaped: its PID (= PGID) cannot be reused yet
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(p.pid, signal.SIGKILL)
         left = _wait_gone(left, min(deadline, time.monotonic() + 1.0))
     for p in mine:  # reap our own children so no zombie is left
         with contextlib.suppress(subprocess.TimeoutExpired):
