@@ -11,6 +11,8 @@ BIN := $(VENV)/bin
 # One package per line: adding a peer is a one-line change.
 APT_PACKAGES := \
 	iproute2 \
+	iputils-ping \
+	nftables \
 	procps \
 	dovecot-imapd \
 	dovecot-lmtpd \
