@@ -37,7 +37,7 @@ def test_inotify_sees_delivery_flag_change_and_uidlist(tmp_path: Path) -> None:
         # One change may bring several events, some late (watchdog pairs moves
         # across watches after a delay): drain until quiet, a bounded number of times.
         for _ in range(20):
-            if not watch.wait(0.3):
+            if not watch.wait(1.0):
                 break
         # Dovecot's index files and tmp/ are not changes of the folder's contents.
         (box.path / "dovecot.index.log").write_bytes(b"x")
