@@ -243,8 +243,16 @@ def quiet_site(resource: Resource, name: str) -> Site:
     return cast(Site, site)
 
 
-class AlreadyServing(Exception):
+class ControlSocketError(Exception):
+    """The control socket cannot be set up; the message says why and where."""
+
+
+class AlreadyServing(ControlSocketError):
     """Another live daemon answers on the control socket we were told to use."""
+
+
+#: sockaddr_un.sun_path is 108 bytes on Linux, NUL included.
+MAX_SOCKET_PATH: Final = 107
 
 
 class ControlServer:
@@ -261,13 +269,17 @@ class ControlServer:
 
     def prepare_path(self) -> None:
         """Fail if a live daemon owns the path; remove it if stale. Blocking, brief."""
+        length = len(os.fsencode(self.path))
+        if length > MAX_SOCKET_PATH:
+            raise ControlSocketError(f"control socket path {self.path} is {length} bytes long; "
+                                     f"Unix sockets allow {MAX_SOCKET_PATH}: shorten run_dir")
         try:
             st = self.path.lstat()
         except FileNotFoundError:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             return
         if not stat.S_ISSOCK(st.st_mode):
-            raise AlreadyServing(f"{self.path} exists and is not a socket; not touching it")
+            raise ControlSocketError(f"{self.path} exists and is not a socket; not touching it")
         try:
             status = request(self.path, "GET", "/status", timeout=2.0)
         except NoDaemon:
@@ -284,10 +296,10 @@ class ControlServer:
         )
 
     def start(self) -> Deferred[IListeningPort]:
-        """Check the path, then listen. Errback with AlreadyServing or CannotListenError."""
+        """Check the path, then listen. Errback with ControlSocketError or CannotListenError."""
         try:
             self.prepare_path()
-        except (AlreadyServing, OSError):
+        except (ControlSocketError, OSError):
             return defer.fail()
         site = quiet_site(ControlResource(self.registry, self.on_reply), "control API")
         endpoint: Any = cast(Any, UNIXServerEndpoint)(self.reactor, str(self.path),

@@ -35,6 +35,10 @@ Signals (handled in the reactor thread; Twisted keeps SIGCHLD):
   config is restored. The control socket path and the metrics address are
   never changed live: a change there is logged as needing a restart.
 
+A drain survives restarts: ``POST /drain`` leaves ``{state_dir}/{role}.draining``
+and a daemon that starts with it starts drained, so a node drained for
+maintenance stays out of service through reboots until ``imapha ctl undrain``.
+
 ``/ready`` is 200 only when the daemon is running, not drained and the service
 says it is ready; vipd gives up a VIP whose tracked service is not ready, so
 ``imapha ctl drain NODE`` moves the VIPs away through this one rule.
@@ -71,9 +75,9 @@ from twisted.python.failure import Failure
 from imapha import __version__
 from imapha.config import ClusterConfig, ConfigError, NodeConfig, load_config
 from imapha.control import (
-    AlreadyServing,
     ControlError,
     ControlServer,
+    ControlSocketError,
     JsonObject,
     Reply,
     Verb,
@@ -247,6 +251,7 @@ class Daemon:
         self.control: ControlServer | None = None
         self.metrics_port: IListeningPort | None = None
         self.pid_file: Path | None = None
+        self.drain_marker: Path | None = None
         self.reloads = {"applied": 0, "rejected": 0}
         self.last_reload: str = ""
         self._reloading = False
@@ -313,6 +318,12 @@ class Daemon:
         await self.service.start()
         if self._aborted():  # SIGTERM arrived during start(): shutdown() has it
             return
+        self.drain_marker = Path(node_config.state_dir) / f"{self.role}.draining"
+        if self.drain_marker.exists():
+            log.warning("starting drained: %s exists (left by `imapha ctl drain`); "
+                        "`imapha ctl undrain %s` clears it", self.drain_marker, self.node)
+            await defer.maybeDeferred(cast(Any, self.service.drain))
+            self.draining = True
         self.state = State.RUNNING
         ctx.metrics.gauge(DAEMON_START_TIME).labels(role=self.role).set(time.time())
         log.info("imapha %s %s on node %s running (pid %d, control %s%s)",
@@ -465,6 +476,7 @@ class Daemon:
 
         def done(_: object) -> JsonObject:
             self.draining = True
+            self._mark_drained(True)
             self._poll_ready()
             return {"draining": True, "changed": not was, "role": self.role, "node": self.node}
 
@@ -479,10 +491,26 @@ class Daemon:
 
         def done(_: object) -> JsonObject:
             self.draining = False
+            self._mark_drained(False)
             self._poll_ready()
             return {"draining": False, "changed": was, "role": self.role, "node": self.node}
 
         return result.addCallback(done)
+
+    def _mark_drained(self, drained: bool) -> None:
+        """Keep the drain across restarts: a node drained for maintenance stays drained."""
+        marker = self.drain_marker
+        if marker is None:
+            return
+        try:
+            if drained:
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.write_text(f"drained at {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n")
+            else:
+                marker.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("cannot %s %s: %s (the drain will not survive a restart)",
+                        "write" if drained else "remove", marker, exc.strerror or exc)
 
     # -- signals ----------------------------------------------------------
 
@@ -636,7 +664,7 @@ class Daemon:
         self.state = State.STOPPING
         self.notifier.notify("STOPPING=1", "STATUS=failed to start")
         exc = cast(BaseException, failure.value)
-        if isinstance(exc, AlreadyServing):
+        if isinstance(exc, ControlSocketError):
             log.error("imapha %s not started: %s", self.role, exc)
         else:
             log.error("imapha %s on node %s failed to start: %s\n%s", self.role, self.node,
