@@ -367,12 +367,13 @@ class Server:
                 return subnet, wanted
         for subnet in link:
             for pool in subnet.pools:
-                blocked = self.store.unavailable(pool.first, pool.last, now)
-                for address in pool:
-                    if (
-                        address not in blocked
-                        and self.registrations.owner_of(address) is None
-                        and self.allocator.allows(address, client.key)
+                blocked = {int(a) for a in self.store.unavailable(pool.first, pool.last, now)}
+                for number in range(int(pool.first), int(pool.last) + 1):
+                    if number in blocked:
+                        continue
+                    address = IPv4Address(number)
+                    if self.registrations.owner_of(address) is None and self.allocator.allows(
+                        address, client.key
                     ):
                         return subnet, address
         return None

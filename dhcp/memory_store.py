@@ -36,10 +36,11 @@ class MemoryStore:
         return sorted(rows, key=lambda row: -row.starts)
 
     def unavailable(self, first: IPv4Address, last: IPv4Address, now: float) -> set[IPv4Address]:
+        low, high = int(first), int(last)
         return {
             address
             for address, row in self._rows.items()
-            if first <= address <= last and row.blocks(now)
+            if low <= int(address) <= high and row.blocks(now)
         }
 
     def reserve(

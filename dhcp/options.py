@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
@@ -210,13 +210,14 @@ KINDS: dict[int, Kind] = {
     Opt.RELAY_AGENT_INFO: Kind.RELAY_AGENT,
 }
 
-_FIXED = {Kind.IP: 4, Kind.U8: 1, Kind.U16: 2, Kind.U32: 4, Kind.S32: 4}
 _S32 = struct.Struct("!i")
 _MESSAGE_TYPES = {m.value: m for m in MessageType}
+# Plain int keys: hashing an IntEnum member is several times slower.
+_KIND_OF: dict[int, Kind] = {int(code): kind for code, kind in KINDS.items()}
 
 
 def kind_of(code: int) -> Kind:
-    return KINDS.get(code, Kind.BYTES)
+    return _KIND_OF.get(code, Kind.BYTES)
 
 
 def _bad_length(code: int, raw: bytes, rule: str) -> DecodeError:
@@ -225,43 +226,66 @@ def _bad_length(code: int, raw: bytes, rule: str) -> DecodeError:
     )
 
 
-def decode_value(code: int, raw: bytes) -> OptionValue:
-    """The typed value of option ``code`` from its (concatenated) octets."""
-    kind = KINDS.get(code, Kind.BYTES)
-    if kind is Kind.BYTES:
-        return raw
-    size = _FIXED.get(kind)
-    if size is not None:
-        if len(raw) != size:
-            raise _bad_length(code, raw, f"expected {size}")
-        if kind is Kind.IP:
-            return IPv4Address(raw)
-        if kind is Kind.S32:
-            return int(_S32.unpack(raw)[0])
-        number = int.from_bytes(raw, "big")
-        if code == Opt.MESSAGE_TYPE:
-            return _MESSAGE_TYPES.get(number, number)
-        return number
-    if kind is Kind.IP_LIST:
-        if not raw or len(raw) % 4:
-            raise _bad_length(code, raw, "expected a non-zero multiple of 4")
-        return tuple(IPv4Address(raw[i : i + 4]) for i in range(0, len(raw), 4))
-    if kind is Kind.STR:
-        if not raw:
-            raise _bad_length(code, raw, "expected at least 1")
-        return raw.decode("utf-8", "surrogateescape")
-    if kind is Kind.U8_LIST:
-        if not raw:
-            raise _bad_length(code, raw, "expected at least 1")
-        return tuple(raw)
-    if kind is Kind.CLIENT_ID:
-        if len(raw) < 2:  # RFC 2132 §9.14
-            raise _bad_length(code, raw, "expected at least 2")
-        return raw
-    return _decode_relay_agent(raw)
+def _fixed(size: int, code: int, raw: bytes) -> None:
+    if len(raw) != size:
+        raise _bad_length(code, raw, f"expected {size}")
 
 
-def _decode_relay_agent(raw: bytes) -> RelayAgentInfo:
+def _nonempty(code: int, raw: bytes) -> None:
+    if not raw:
+        raise _bad_length(code, raw, "expected at least 1")
+
+
+def _dec_ip(code: int, raw: bytes) -> OptionValue:
+    _fixed(4, code, raw)
+    return IPv4Address(int.from_bytes(raw, "big"))
+
+
+def _dec_ip_list(code: int, raw: bytes) -> OptionValue:
+    if not raw or len(raw) % 4:
+        raise _bad_length(code, raw, "expected a non-zero multiple of 4")
+    return tuple(IPv4Address(raw[i : i + 4]) for i in range(0, len(raw), 4))
+
+
+def _dec_u8(code: int, raw: bytes) -> OptionValue:
+    _fixed(1, code, raw)
+    if code == Opt.MESSAGE_TYPE:
+        return _MESSAGE_TYPES.get(raw[0], raw[0])
+    return raw[0]
+
+
+def _dec_u16(code: int, raw: bytes) -> OptionValue:
+    _fixed(2, code, raw)
+    return int.from_bytes(raw, "big")
+
+
+def _dec_u32(code: int, raw: bytes) -> OptionValue:
+    _fixed(4, code, raw)
+    return int.from_bytes(raw, "big")
+
+
+def _dec_s32(code: int, raw: bytes) -> OptionValue:
+    _fixed(4, code, raw)
+    return int(_S32.unpack(raw)[0])
+
+
+def _dec_str(code: int, raw: bytes) -> OptionValue:
+    _nonempty(code, raw)
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _dec_u8_list(code: int, raw: bytes) -> OptionValue:
+    _nonempty(code, raw)
+    return tuple(raw)
+
+
+def _dec_client_id(code: int, raw: bytes) -> OptionValue:
+    if len(raw) < 2:  # RFC 2132 §9.14
+        raise _bad_length(code, raw, "expected at least 2")
+    return raw
+
+
+def _dec_relay_agent(code: int, raw: bytes) -> OptionValue:
     # RFC 3046 §2.0: a sequence of SubOpt/Len/Value, no pad, no end.
     subs: list[tuple[int, bytes]] = []
     i = 0
@@ -278,57 +302,128 @@ def _decode_relay_agent(raw: bytes) -> RelayAgentInfo:
     return RelayAgentInfo(tuple(subs))
 
 
+def _dec_bytes(code: int, raw: bytes) -> OptionValue:
+    return raw
+
+
+_DECODERS: dict[Kind, Callable[[int, bytes], OptionValue]] = {
+    Kind.IP: _dec_ip,
+    Kind.IP_LIST: _dec_ip_list,
+    Kind.U8: _dec_u8,
+    Kind.U16: _dec_u16,
+    Kind.U32: _dec_u32,
+    Kind.S32: _dec_s32,
+    Kind.STR: _dec_str,
+    Kind.U8_LIST: _dec_u8_list,
+    Kind.CLIENT_ID: _dec_client_id,
+    Kind.RELAY_AGENT: _dec_relay_agent,
+    Kind.BYTES: _dec_bytes,
+}
+_DECODER_OF: dict[int, Callable[[int, bytes], OptionValue]] = {
+    code: _DECODERS[kind] for code, kind in _KIND_OF.items()
+}
+
+
+def decode_value(code: int, raw: bytes) -> OptionValue:
+    """The typed value of option ``code`` from its (concatenated) octets."""
+    return _DECODER_OF.get(code, _dec_bytes)(code, raw)
+
+
+def _wrong(code: int, wanted: str) -> EncodeError:
+    return EncodeError(f"option {code} needs {wanted}")
+
+
+def _enc_ip(code: int, value: OptionValue) -> bytes:
+    if not isinstance(value, IPv4Address):
+        raise _wrong(code, "an IPv4Address")
+    return value.packed
+
+
+def _enc_ip_list(code: int, value: OptionValue) -> bytes:
+    if not isinstance(value, tuple) or not value:
+        raise _wrong(code, "a non-empty tuple of IPv4Address")
+    out = b""
+    for item in value:
+        if not isinstance(item, IPv4Address):
+            raise _wrong(code, "a tuple of IPv4Address")
+        out += item.packed
+    return out
+
+
+def _enc_int(size: int, signed: bool = False) -> Callable[[int, OptionValue], bytes]:
+    def enc(code: int, value: OptionValue) -> bytes:
+        if not isinstance(value, int):
+            raise _wrong(code, "an int")
+        try:
+            return int(value).to_bytes(size, "big", signed=signed)
+        except OverflowError as exc:
+            raise EncodeError(f"option {code}: {value} does not fit in {size} octets") from exc
+
+    return enc
+
+
+def _enc_str(code: int, value: OptionValue) -> bytes:
+    if not isinstance(value, str) or not value:
+        raise _wrong(code, "a non-empty str")
+    try:
+        return value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError as exc:
+        raise EncodeError(f"option {code}: {exc}") from exc
+
+
+def _enc_u8_list(code: int, value: OptionValue) -> bytes:
+    if not isinstance(value, tuple) or not value:
+        raise _wrong(code, "a non-empty tuple of int")
+    try:
+        return bytes(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise EncodeError(f"option {code}: {exc}") from exc
+
+
+def _enc_client_id(code: int, value: OptionValue) -> bytes:
+    if not isinstance(value, bytes) or len(value) < 2:
+        raise _wrong(code, "at least 2 octets")
+    return value
+
+
+def _enc_relay_agent(code: int, value: OptionValue) -> bytes:
+    if not isinstance(value, RelayAgentInfo) or not value.suboptions:
+        raise _wrong(code, "a RelayAgentInfo with sub-options")
+    out = b""
+    for sub, data in value.suboptions:
+        if not 0 <= sub <= 255 or len(data) > 255:
+            raise EncodeError(f"option 82: sub-option {sub} does not fit")
+        out += bytes((sub, len(data))) + data
+    return out
+
+
+def _enc_bytes(code: int, value: OptionValue) -> bytes:
+    if not isinstance(value, bytes):
+        raise _wrong(code, "bytes")
+    return value
+
+
+_ENCODERS: dict[Kind, Callable[[int, OptionValue], bytes]] = {
+    Kind.IP: _enc_ip,
+    Kind.IP_LIST: _enc_ip_list,
+    Kind.U8: _enc_int(1),
+    Kind.U16: _enc_int(2),
+    Kind.U32: _enc_int(4),
+    Kind.S32: _enc_int(4, signed=True),
+    Kind.STR: _enc_str,
+    Kind.U8_LIST: _enc_u8_list,
+    Kind.CLIENT_ID: _enc_client_id,
+    Kind.RELAY_AGENT: _enc_relay_agent,
+    Kind.BYTES: _enc_bytes,
+}
+_ENCODER_OF: dict[int, Callable[[int, OptionValue], bytes]] = {
+    code: _ENCODERS[kind] for code, kind in _KIND_OF.items()
+}
+
+
 def encode_value(code: int, value: OptionValue) -> bytes:
     """The octets of option ``code`` (not yet split into 255-octet pieces)."""
-    kind = KINDS.get(code, Kind.BYTES)
-    try:
-        if kind in (Kind.BYTES, Kind.CLIENT_ID):
-            if not isinstance(value, bytes):
-                raise EncodeError(f"option {code} needs bytes, got {type(value).__name__}")
-            if kind is Kind.CLIENT_ID and len(value) < 2:
-                raise EncodeError("option 61 needs at least 2 octets")
-            return value
-        if kind is Kind.IP:
-            if not isinstance(value, IPv4Address):
-                raise EncodeError(f"option {code} needs an IPv4Address")
-            return value.packed
-        if kind is Kind.IP_LIST:
-            if not isinstance(value, tuple) or not value:
-                raise EncodeError(f"option {code} needs a non-empty tuple of IPv4Address")
-            out = b""
-            for item in value:
-                if not isinstance(item, IPv4Address):
-                    raise EncodeError(f"option {code} needs a tuple of IPv4Address")
-                out += item.packed
-            return out
-        if kind in (Kind.U8, Kind.U16, Kind.U32):
-            if not isinstance(value, int):
-                raise EncodeError(f"option {code} needs an int")
-            return int(value).to_bytes(_FIXED[kind], "big")
-        if kind is Kind.S32:
-            if not isinstance(value, int):
-                raise EncodeError(f"option {code} needs an int")
-            return _S32.pack(value)
-        if kind is Kind.STR:
-            if not isinstance(value, str) or not value:
-                raise EncodeError(f"option {code} needs a non-empty str")
-            return value.encode("utf-8", "surrogateescape")
-        if kind is Kind.U8_LIST:
-            if not isinstance(value, tuple) or not value:
-                raise EncodeError(f"option {code} needs a non-empty tuple of int")
-            return bytes(value)  # type: ignore[arg-type]
-        if not isinstance(value, RelayAgentInfo) or not value.suboptions:
-            raise EncodeError("option 82 needs a RelayAgentInfo with sub-options")
-        out = b""
-        for sub, data in value.suboptions:
-            out += bytes((sub, len(data))) + data
-        return out
-    except (OverflowError, UnicodeEncodeError, struct.error, TypeError) as exc:
-        raise EncodeError(f"option {code}: {exc}") from exc
-    except ValueError as exc:
-        if isinstance(exc, EncodeError):
-            raise
-        raise EncodeError(f"option {code}: {exc}") from exc
+    return _ENCODER_OF.get(code, _enc_bytes)(code, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,6 +440,13 @@ class Options:
             if code in seen:
                 raise ValueError(f"option {code} given twice")
             seen.add(code)
+
+    @classmethod
+    def trusted(cls, items: tuple[tuple[int, OptionValue], ...]) -> Options:
+        """Wrap items the decoder built (valid by construction) without re-checking."""
+        options = object.__new__(cls)
+        object.__setattr__(options, "items", items)
+        return options
 
     @classmethod
     def of(cls, values: Mapping[int, OptionValue] | Iterable[tuple[int, OptionValue]]) -> Options:

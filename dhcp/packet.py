@@ -42,7 +42,6 @@ from dhcp.options import (
     EncodeError,
     MessageType,
     Options,
-    OptionValue,
     decode_value,
     encode_value,
 )
@@ -60,7 +59,7 @@ DEFAULT_MAX_MESSAGE = 548  # 576 - 20 (IP) - 8 (UDP), RFC 2131 §2
 HTYPE_ETHERNET = 1
 ZERO = IPv4Address(0)
 
-_HEADER = struct.Struct("!BBBBIHH4s4s4s4s16s64s128s")
+_HEADER = struct.Struct("!BBBBIHHIIII16s64s128s")
 _SNAME = slice(44, 108)
 _FILE = slice(108, 236)
 
@@ -169,32 +168,36 @@ def decode(data: bytes) -> Packet:
         xid=xid,
         secs=secs,
         flags=flags,
-        ciaddr=IPv4Address(ci),
-        yiaddr=IPv4Address(yi),
-        siaddr=IPv4Address(si),
-        giaddr=IPv4Address(gi),
+        ciaddr=IPv4Address(ci) if ci else ZERO,
+        yiaddr=IPv4Address(yi) if yi else ZERO,
+        siaddr=IPv4Address(si) if si else ZERO,
+        giaddr=IPv4Address(gi) if gi else ZERO,
         chaddr=chaddr,
-        sname=sname,
-        file=file,
-        options=Options(items),
+        sname=sname.rstrip(b"\0"),
+        file=file.rstrip(b"\0"),
+        options=Options.trusted(items),
     )
 
 
-def _tlvs(code: int, value: OptionValue) -> list[bytes]:
-    raw = encode_value(code, value)
-    if not raw:
-        return [bytes((code, 0))]
-    return [
-        bytes((code, len(chunk))) + chunk
-        for chunk in (raw[i : i + 255] for i in range(0, len(raw), 255))
-    ]
+def _tlvs(options: Options) -> list[bytes]:
+    """Each option as TLVs, a value over 255 octets split in consecutive pieces (RFC 3396)."""
+    out: list[bytes] = []
+    for code, value in options.items:
+        raw = encode_value(code, value)
+        if len(raw) <= 255:
+            out.append(bytes((code, len(raw))) + raw)
+        else:
+            for i in range(0, len(raw), 255):
+                chunk = raw[i : i + 255]
+                out.append(bytes((code, len(chunk))) + chunk)
+    return out
 
 
 def encode(packet: Packet, max_size: int = DEFAULT_MAX_MESSAGE) -> bytes:
     """The wire form of ``packet`` in at most ``max_size`` octets (overloading if needed)."""
     if max_size < OPTIONS_OFFSET + 4:
         raise EncodeError(f"max_size {max_size} leaves no room for options")
-    tlvs = [tlv for code, value in packet.options for tlv in _tlvs(code, value)]
+    tlvs = _tlvs(packet.options)
     room = max_size - OPTIONS_OFFSET - 1  # the End option
     total = sum(map(len, tlvs))
     sname, file = packet.sname, packet.file
@@ -238,10 +241,10 @@ def encode(packet: Packet, max_size: int = DEFAULT_MAX_MESSAGE) -> bytes:
         packet.xid,
         packet.secs,
         packet.flags,
-        packet.ciaddr.packed,
-        packet.yiaddr.packed,
-        packet.siaddr.packed,
-        packet.giaddr.packed,
+        int(packet.ciaddr),
+        int(packet.yiaddr),
+        int(packet.siaddr),
+        int(packet.giaddr),
         packet.chaddr,
         sname,
         file,
