@@ -17,19 +17,20 @@ Any issue anywhere raises :class:`ConfigError` with all of them.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from imapha.config import checks
 from imapha.config import convert as c
 from imapha.config.issues import ConfigError, ConfigIssue
 from imapha.config.lines import index_lines
 from imapha.config.model import (
-    ROLE_OF_SECTION,
+    ROLES,
     SECTIONS,
     BackendRef,
     ClusterConfig,
@@ -39,6 +40,7 @@ from imapha.config.model import (
     VipConfig,
 )
 
+T = TypeVar("T")
 TOP_LEVEL = ("cluster", "nodes", "vips", "vrrp", "proxy", "backends", "backend", "dhcp")
 NODE_KEYS = tuple(c.spec_fields(NodeSection))
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
@@ -112,7 +114,8 @@ def _build(raw: dict[str, Any], ctx: c.Context, path: Path) -> ClusterConfig | N
                 hint = f"; {key!r} belongs in [{homes[0]}]" if homes else ""
             ctx.report((key,), f"unknown section or key{hint}")
 
-    cluster = _try(lambda: c.build(ClusterSection, _table(raw, "cluster", ctx), top.sub("cluster")))
+    raw_cluster = _table(raw, "cluster", ctx)
+    cluster = _try(lambda: c.build(ClusterSection, raw_cluster, top.sub("cluster")))
     vips = _try(lambda: c.array_of(c.table(VipConfig))(_array_of_tables(raw, "vips", ctx),
                                                        top.sub("vips")))
     backends = _try(lambda: c.array_of(c.table(BackendRef))(
@@ -126,14 +129,16 @@ def _build(raw: dict[str, Any], ctx: c.Context, path: Path) -> ClusterConfig | N
         nobody = c.At(ctx, (), {"node": "NODE", "run_dir": "/run", "state_dir": "/state"})
         for section, cls in SECTIONS.items():
             if section in raw:
-                _try(lambda s=section, k=cls: c.build(k, sections[s], nobody.sub(s), section=s))
+                with contextlib.suppress(c.Reported):
+                    c.build(cls, sections[section], nobody.sub(section), section=section)
 
+    # Nodes are built even when [cluster] is wrong, to report their issues too.
+    dirs = cluster or _fallback_cluster(raw_cluster)
     nodes: dict[str, NodeConfig] = {}
-    if cluster is not None:
-        for name, raw_node in raw_nodes.items():
-            node = _node(name, raw_node, cluster, sections=sections, raw=raw, ctx=ctx)
-            if node is not None:
-                nodes[name] = node
+    for name, raw_node in raw_nodes.items():
+        node = _node(name, raw_node, dirs, sections=sections, raw=raw, ctx=ctx)
+        if node is not None:
+            nodes[name] = node
 
     config = ClusterConfig(
         path=path,
@@ -149,12 +154,11 @@ def _build(raw: dict[str, Any], ctx: c.Context, path: Path) -> ClusterConfig | N
     return config
 
 
-def _try(make: Any) -> Any:
+def _try(make: Callable[[], T]) -> T | None:
+    """``make()``, or None if it reported issues."""
     try:
         return make()
     except c.Reported:
-        return None
-    except c.Invalid:  # pragma: no cover - array_of/table report their own Invalid
         return None
 
 
@@ -212,10 +216,13 @@ def _node(name: str, raw_node: object, cluster: ClusterSection, *,
             failed = True
     if failed:
         return None
-    roles = tuple(
-        ROLE_OF_SECTION[s] for s in ("proxy", "backend", "vrrp", "dhcp")
-        if s in ("proxy", "vrrp") or (s in raw or s in raw_node)
-    )
+    # proxy and vipd run everywhere; backend where [backend] (or an override of it)
+    # exists; dhcp where [dhcp] exists. ROLES order.
+    has_backend = "backend" in raw or "backend" in raw_node
+    roles = tuple(role for role in ROLES
+                  if role in ("proxy", "vipd")
+                  or (role == "backend" and has_backend)
+                  or (role == "dhcp" and built["dhcp"] is not None))
     return NodeConfig(
         name=name,
         address=spec.address,
@@ -228,6 +235,15 @@ def _node(name: str, raw_node: object, cluster: ClusterSection, *,
         dhcp=built["dhcp"],
         roles=roles,
     )
+
+
+def _fallback_cluster(raw: Mapping[str, Any]) -> ClusterSection:
+    """Directories to build nodes with when [cluster] itself has issues."""
+    def pick(key: str) -> str:
+        value = raw.get(key)
+        default = c.spec_fields(ClusterSection)[key].metadata["default"]
+        return value if isinstance(value, str) else str(default)
+    return ClusterSection(name="", run_dir=pick("run_dir"), state_dir=pick("state_dir"))
 
 
 def _dir(raw: str, here: c.At, key: str) -> Path | None:

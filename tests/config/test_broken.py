@@ -278,3 +278,10 @@ def test_run_dir_cannot_use_itself(tmp_path: Path) -> None:
         load_config(write(tmp_path, text))
     assert {i.key for i in caught.value.issues} == {"cluster.run_dir"}
     assert "placeholders here: {node}" in str(caught.value)
+
+
+def test_node_issues_are_reported_even_when_cluster_is_wrong(tmp_path: Path) -> None:
+    text = BASE.replace('name = "t"\n', "") + '[nodes.a.proxy]\nworkers = 0\n'
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    assert [i.key for i in caught.value.issues] == ["cluster.name", "nodes.a.proxy.workers"]
