@@ -1,0 +1,279 @@
+"""Carriers of VRRPv3 advertisements: raw IPv4 protocol 112, and UDP for demos.
+
+Theory of operation
+-------------------
+A transport moves :class:`~imapha.vip.packet.Advertisement` values; it makes no
+protocol decision beyond the checks only it can make (the TTL it saw, whether
+the packet is our own echo) and :func:`~imapha.vip.packet.decode`. Each one is a
+pair of non-blocking sockets with :meth:`fileno` for an event loop, a
+:meth:`send` and a :meth:`receive` that drains what is queued and returns the
+good packets as :class:`Received`; bad ones are counted in :attr:`drops` by
+:class:`~imapha.vip.packet.DropReason` and logged at debug level.
+
+:class:`RawIPv4Transport` (RFC 5798 §5.1.1, §7.1): IP protocol 112, to
+224.0.0.18 (or unicast to configured peers), TTL 255. The receive socket is
+bound to the interface and joins 224.0.0.18 there (without IP_ADD_MEMBERSHIP
+the kernel does not deliver the group). An AF_INET raw socket hands over the IP
+header with the payload, so the TTL is read from the header itself rather than
+from IP_RECVTTL ancillary data, to the same effect. The send socket is bound to
+our primary address so that source, and so the checksum's pseudo-header, is
+known; multicast loopback is off so we do not hear ourselves.
+
+:class:`UdpTransport`: the same message bytes (pseudo-header computed from the
+UDP addresses) in UDP datagrams between loopback addresses, one port per VIP
+group, for `imapha demo` without root. Every node needs its own address
+(127.0.0.x: all of 127/8 is local on Linux), since the sender's address is its
+identity in the election. There is no TTL to check.
+
+:class:`Demux` sends what a transport received to the virtual router of its
+VRID and counts the rest as ``other_vrid``.
+
+:class:`Reader` adapts a transport to Twisted's ``IReadDescriptor`` (the daemon
+adds it with ``reactor.addReader``); nothing else here knows about Twisted.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import ipaddress
+import logging
+import socket
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from twisted.internet.interfaces import IReadDescriptor
+from twisted.python.failure import Failure
+from zope.interface import implementer  # type: ignore[import-untyped]
+
+from imapha.vip.packet import (
+    MCAST_IPV4,
+    VRRP_PROTOCOL,
+    Advertisement,
+    DecodeError,
+    DropReason,
+    IPAddress,
+    check_ttl,
+    decode,
+    encode,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_READS_PER_CALL = 256
+"""Bound on datagrams drained by one receive() call, so a flood cannot starve timers."""
+
+RECV_BUFFER = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    advert: Advertisement
+    src: IPAddress
+
+
+class DropCounter(collections.Counter[DropReason]):
+    """Drops by reason; the daemon exports it as imapha_vip_dropped_packets_total."""
+
+
+def _mreqn(group: ipaddress.IPv4Address, ifindex: int) -> bytes:
+    # struct ip_mreqn { in_addr imr_multiaddr; in_addr imr_address; int imr_ifindex; }
+    return group.packed + bytes(4) + struct.pack("@i", ifindex)
+
+
+def _bind_to_device(sock: socket.socket, ifname: str) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
+
+
+class RawIPv4Transport:
+    """VRRP over IPv4 on one interface; needs CAP_NET_RAW.
+
+    Create it inside the network namespace of the interface: the sockets stay
+    there whatever the calling thread does afterwards.
+    """
+
+    def __init__(
+        self,
+        ifname: str,
+        primary: ipaddress.IPv4Address,
+        peers: Sequence[ipaddress.IPv4Address] = (),
+    ) -> None:
+        self.ifname = ifname
+        self.primary = primary
+        self.destinations: tuple[ipaddress.IPv4Address, ...] = tuple(peers) or (MCAST_IPV4,)
+        self.drops = DropCounter()
+        self.ifindex = socket.if_nametoindex(ifname)
+        self._rx = socket.socket(socket.AF_INET, socket.SOCK_RAW, VRRP_PROTOCOL)
+        self._tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, VRRP_PROTOCOL)
+        try:
+            _bind_to_device(self._rx, ifname)
+            self._rx.setsockopt(
+                socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, _mreqn(MCAST_IPV4, self.ifindex)
+            )
+            self._rx.setblocking(False)
+            _bind_to_device(self._tx, ifname)
+            self._tx.bind((str(primary), 0))
+            self._tx.setsockopt(
+                socket.IPPROTO_IP, socket.IP_MULTICAST_IF, _mreqn(MCAST_IPV4, self.ifindex)
+            )
+            self._tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 255)
+            self._tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+            self._tx.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 255)
+            self._tx.setblocking(False)
+        except OSError:
+            self.close()
+            raise
+
+    def fileno(self) -> int:
+        return self._rx.fileno()
+
+    def send(self, advert: Advertisement) -> None:
+        """Send to 224.0.0.18 (or each unicast peer); a full buffer loses the packet."""
+        for dst in self.destinations:
+            try:
+                self._tx.sendto(encode(advert, self.primary, dst), (str(dst), 0))
+            except BlockingIOError:
+                log.warning("vrrp send buffer full on %s, advert to %s lost", self.ifname, dst)
+
+    def receive(self) -> list[Received]:
+        out: list[Received] = []
+        for _ in range(MAX_READS_PER_CALL):
+            try:
+                datagram = self._rx.recv(RECV_BUFFER)
+            except (BlockingIOError, InterruptedError):
+                break
+            got = self._parse(datagram)
+            if got is not None:
+                out.append(got)
+        return out
+
+    def _parse(self, datagram: bytes) -> Received | None:
+        if len(datagram) < 20:
+            self._drop(DecodeError(DropReason.TOO_SHORT, "ip header"), None)
+            return None
+        ihl = (datagram[0] & 0x0F) * 4
+        total = struct.unpack_from("!H", datagram, 2)[0]
+        ttl = datagram[8]
+        src = ipaddress.IPv4Address(datagram[12:16])
+        dst = ipaddress.IPv4Address(datagram[16:20])
+        if src == self.primary:
+            self._drop(DecodeError(DropReason.OWN_PACKET), src)
+            return None
+        try:
+            check_ttl(ttl)  # §7.1: a routed packet never counts
+            advert = decode(datagram[ihl : min(total, len(datagram))], src, dst)
+        except DecodeError as exc:
+            self._drop(exc, src)
+            return None
+        return Received(advert, src)
+
+    def _drop(self, exc: DecodeError, src: IPAddress | None) -> None:
+        self.drops[exc.reason] += 1
+        log.debug("vrrp packet from %s on %s dropped: %s", src, self.ifname, exc)
+
+    def close(self) -> None:
+        self._rx.close()
+        self._tx.close()
+
+
+class UdpTransport:
+    """VRRP messages in UDP datagrams between loopback addresses (unprivileged demo)."""
+
+    def __init__(
+        self,
+        local: tuple[ipaddress.IPv4Address, int],
+        peers: Sequence[tuple[ipaddress.IPv4Address, int]],
+    ) -> None:
+        self.local = local
+        self.primary = local[0]
+        self.peers = tuple(peers)
+        self.drops = DropCounter()
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            self._sock.bind((str(local[0]), local[1]))
+            self._sock.setblocking(False)
+        except OSError:
+            self._sock.close()
+            raise
+        self.port = self._sock.getsockname()[1]
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def send(self, advert: Advertisement) -> None:
+        for ip, port in self.peers:
+            try:
+                self._sock.sendto(encode(advert, self.primary, ip), (str(ip), port))
+            except OSError as exc:  # a peer not listening yet: ICMP unreachable
+                if exc.errno not in (errno.ECONNREFUSED, errno.EAGAIN):
+                    raise
+
+    def receive(self) -> list[Received]:
+        out: list[Received] = []
+        for _ in range(MAX_READS_PER_CALL):
+            try:
+                data, (host, _port) = self._sock.recvfrom(RECV_BUFFER)
+            except (BlockingIOError, InterruptedError):
+                break
+            except ConnectionRefusedError:  # an earlier send's ICMP error
+                continue
+            src = ipaddress.IPv4Address(host)
+            if src == self.primary:
+                self.drops[DropReason.OWN_PACKET] += 1
+                continue
+            try:
+                out.append(Received(decode(data, src, self.primary), src))
+            except DecodeError as exc:
+                self.drops[exc.reason] += 1
+                log.debug("vrrp/udp datagram from %s dropped: %s", src, exc)
+        return out
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+class Demux:
+    """Route received adverts to the handler of their VRID; count the others."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[int, Callable[[Received], None]] = {}
+        self.drops = DropCounter()
+
+    def register(self, vrid: int, handler: Callable[[Received], None]) -> None:
+        self.handlers[vrid] = handler
+
+    def dispatch(self, packets: Sequence[Received]) -> None:
+        for pkt in packets:
+            handler = self.handlers.get(pkt.advert.vrid)
+            if handler is None:
+                self.drops[DropReason.OTHER_VRID] += 1
+            else:
+                handler(pkt)
+
+
+@implementer(IReadDescriptor)
+class Reader:
+    """Twisted read descriptor: drain the transport and pass packets to a callback."""
+
+    def __init__(
+        self,
+        transport: RawIPv4Transport | UdpTransport,
+        deliver: Callable[[list[Received]], None],
+    ) -> None:
+        self.transport = transport
+        self.deliver = deliver
+
+    def fileno(self) -> int:
+        return self.transport.fileno()
+
+    def doRead(self) -> None:
+        packets = self.transport.receive()
+        if packets:
+            self.deliver(packets)
+
+    def connectionLost(self, reason: Failure) -> None:
+        log.info("vrrp reader stopped: %s", reason.getErrorMessage())
+
+    def logPrefix(self) -> str:
+        return "vrrp"
