@@ -171,3 +171,15 @@ os.execv(sys.executable, [sys.executable, "-m", "imapha", *rest])
     assert calls[0][:3] == ["192.0.2.12", "imapha", "ctl"]
     assert calls[0][calls[0].index("--only-node") + 1] == "b"
     assert os.path.exists(d["b/proxy"].socket)
+
+
+def test_ctl_does_not_load_the_reactor() -> None:
+    """`imapha ctl` is a quick client: no twisted.internet reactor, no twisted.web server."""
+    import subprocess
+
+    code = ("import sys, imapha.ctl; "
+            "print(sorted(m for m in sys.modules if m in {'twisted.internet.reactor', "
+            "'twisted.web.server', 'twisted.internet.endpoints'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert out.strip() == "[]"
