@@ -65,6 +65,8 @@ __all__ = [
 STALE_LOCK_AFTER = 120.0
 #: How long a writer waits for the lock before giving up (the MTA retries later).
 DEFAULT_LOCK_TIMEOUT = 30.0
+#: Temporary files of another host's process are litter after this long.
+LITTER_MAX_AGE = 3600.0
 #: Bound on repeating a name-based operation after ESTALE.
 ESTALE_RETRIES = 5
 
@@ -282,6 +284,33 @@ class FileSystem:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+
+    def remove_litter(self, directory: Path, prefixes: tuple[str, ...],
+                      max_age: float = LITTER_MAX_AGE) -> int:
+        """Remove our temporary files (``<prefix>.<host>.<pid>.<hex>``, as
+        ``write_atomic`` and ``DotLock`` name them) left by a process that died: at
+        once when it was a process of this host, else after ``max_age`` seconds."""
+        removed = 0
+        now = time.time()
+        for entry in self.listdir(directory):
+            prefix = next((p for p in sorted(prefixes, key=len, reverse=True)
+                           if entry.startswith(p + ".")), None)
+            if prefix is None:
+                continue
+            host, _, rest = entry[len(prefix) + 1 :].rpartition(".")[0].rpartition(".")
+            pid_s = rest if rest.isdigit() else ""
+            if not pid_s or not host:
+                continue
+            try:
+                st = os.lstat(directory / entry)
+            except FileNotFoundError:
+                continue
+            dead = host == self.host and not _pid_alive(int(pid_s))
+            if dead or now - st.st_mtime > max_age:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(directory / entry)
+                    removed += 1
+        return removed
 
     def dotlock(self, path: Path, *, timeout: float = DEFAULT_LOCK_TIMEOUT,
                 stale_after: float = STALE_LOCK_AFTER, perms: Perms | None = None) -> DotLock:

@@ -56,6 +56,8 @@ from imapha.maildir.names import (
 
 __all__ = ["Mailbox", "Message", "MessageExpunged", "StoreMode", "SyncResult"]
 
+#: Temporary files of ours a killed process may leave in the folder's directory.
+LITTER_PREFIXES = (ul.FILENAME, ul.FILENAME + ".lock", kw.FILENAME, kw.FILENAME + ".lock")
 #: Rescans of an unstable directory (changing while we list it) before we accept it.
 SCAN_ATTEMPTS = 8
 #: Re-lookups of a base name after ENOENT before calling the message expunged.
@@ -314,6 +316,7 @@ class Mailbox:
         if changed:
             lock.verify()
             ul.write(self.fs, self.path, current, self.perms)
+        self.fs.remove_litter(self.path, LITTER_PREFIXES)
         return current, files
 
     def _fresh_uidlist(self) -> ul.UidList:

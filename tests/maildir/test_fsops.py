@@ -153,3 +153,28 @@ def test_perms_follow_the_maildir_directory(tmp_path: Path) -> None:
         FileSystem().write_new(box / "m", b"x", perms)
         st = (box / "m").stat()
         assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (8, 8, 0o640)
+
+
+def test_litter_of_dead_processes_is_removed(tmp_path: Path) -> None:
+    fs = FileSystem(host="h.example")
+    dead = multiprocessing.get_context("fork").Process(target=lambda: None)
+    dead.start()
+    dead.join(5)
+    names = {
+        f"dovecot-uidlist.h.example.{dead.pid}.ab12": False,        # dead, ours: removed
+        f"dovecot-uidlist.lock.h.example.{dead.pid}.ff": False,     # dead, ours: removed
+        f"dovecot-uidlist.h.example.{os.getpid()}.ab12": True,      # alive
+        f"dovecot-uidlist.other.host.{dead.pid}.ab12": True,        # other host, recent
+        "dovecot-uidlist": True,
+        "dovecot-uidlist.lock": True,
+        "dovecot.index.log": True,
+    }
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    old = time.time() - 7200
+    (tmp_path / "dovecot-keywords.far.away.1.aa").write_bytes(b"")
+    os.utime(tmp_path / "dovecot-keywords.far.away.1.aa", (old, old))
+    removed = fs.remove_litter(tmp_path, ("dovecot-uidlist", "dovecot-uidlist.lock",
+                                          "dovecot-keywords"))
+    assert removed == 3
+    assert sorted(os.listdir(tmp_path)) == sorted(n for n, keep in names.items() if keep)

@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from imapha.lab.dovecot import DovecotServer
+from imapha.maildir.deliver import deliver
 from imapha.maildir.mailbox import Mailbox
 from imapha.maildir.uidlist import read as read_uidlist
 from tests.maildir.dovecot_client import message_ids, session
@@ -183,6 +184,12 @@ def test_concurrent_writers_with_sigkill(dovecot_dir: Path) -> None:
 
         with session(dv, USER, PASSWORD) as imap:
             assert message_ids(imap) == view
+        # A locked sync also sweeps temp files the killed workers left behind.
+        deliver(maildir, b"Message-ID: <last@torture>\r\n\r\n")
+        final.sync()
+        host = final.fs.host
+        litter = [e for e in os.listdir(maildir) if f".{host}." in e]
+        assert not litter
         dv.stop()
         complaints = [line for line in dv.log_text().splitlines()
                       if "Error:" in line or "Panic:" in line or "Warning:" in line]
