@@ -363,6 +363,8 @@ def ipv4_network(value: object, at: At) -> ipaddress.IPv4Network:
 def array_of(item: Conv) -> Conv:
     """A TOML array whose items each go through ``item``; problems name the index."""
     def conv(value: object, at: At) -> tuple[Any, ...]:
+        if isinstance(value, str):
+            raise Invalid(f"expected an array, got {show(value)} (write [{show(value)}])")
         if not isinstance(value, list):
             raise _expect("an array", value)
         out, failed = [], False
