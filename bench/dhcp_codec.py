@@ -23,7 +23,7 @@ from pathlib import Path
 import dpkt
 
 from bench.common import Result, rate, report
-from dhcp.logic import Ingress, Server, apply
+from dhcp.logic import Ingress, Reply, Server, apply
 from dhcp.memory_store import MemoryStore
 from dhcp.network import Pool, ServerConfig, Subnet
 from dhcp.options import MessageType, Opt, Options, OptionValue
@@ -113,13 +113,13 @@ def exchange_loop(store: LeaseStore) -> Callable[[], None]:
         offer = apply(
             server.handle(decode(request(n, MessageType.DISCOVER, {})), INGRESS, now), store
         )
-        assert offer is not None
+        assert isinstance(offer, Reply)
         address = decode(encode(offer.packet, offer.max_size)).yiaddr
         wire = request(
             n, MessageType.REQUEST, {Opt.SERVER_ID: SERVER_ID, Opt.REQUESTED_IP: address}
         )
         ack = apply(server.handle(decode(wire), INGRESS, now), store)
-        assert ack is not None and ack.packet.message_type is MessageType.ACK
+        assert isinstance(ack, Reply) and ack.packet.message_type is MessageType.ACK
         encode(ack.packet, ack.max_size)
         if n % 4 == 0:
             store.release(address, client_key(None, 1, hw_of(n)), now)

@@ -171,8 +171,25 @@ class Reply:
     max_size: int  # octets the client accepts (RFC 2132 §9.10)
 
 
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """Before offering ``address``, check that nothing answers there (ICMP echo or ARP).
+
+    The I/O layer probes; on silence it sends ``reply``; if something answers it
+    calls :meth:`Server.address_in_use`, which quarantines the address and
+    picks another (never one in ``tried``).
+    """
+
+    address: IPv4Address
+    client: ClientKey
+    request: Packet
+    ingress: Ingress
+    reply: Reply
+    tried: frozenset[IPv4Address]
+
+
 StoreAction = Reserve | Commit | Release | Decline
-Action = StoreAction | Reply
+Action = StoreAction | Reply | Probe
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,9 +202,14 @@ class Outcome:
         last = self.actions[-1] if self.actions else None
         return last if isinstance(last, Reply) else None
 
+    @property
+    def probe(self) -> Probe | None:
+        last = self.actions[-1] if self.actions else None
+        return last if isinstance(last, Probe) else None
 
-def apply(outcome: Outcome, store: LeaseStore) -> Reply | None:
-    """Run the store writes in order, then return the reply to send.
+
+def apply(outcome: Outcome, store: LeaseStore) -> Reply | Probe | None:
+    """Run the store writes in order, then return the reply to send (or the probe to run).
 
     A :class:`dhcp.store.LeaseConflict` propagates: nothing after it runs, so
     the reply is not sent.
@@ -275,12 +297,7 @@ class Server:
         kind = request.message_type
         if kind is None:
             return Outcome(drop=DropReason.NO_MESSAGE_TYPE)  # BOOTP is not served
-        opts = request.options
-        client = _Client(
-            client_key(opts.client_id, request.htype, request.hwaddr),
-            request.hwaddr,
-            self.registrations.for_client(opts.client_id, request.htype, request.hwaddr),
-        )
+        client = self._client(request)
         if kind == MessageType.DISCOVER:
             return self._discover(request, ingress, client, now)
         if kind == MessageType.REQUEST:
@@ -294,6 +311,14 @@ class Server:
         if kind in (MessageType.OFFER, MessageType.ACK, MessageType.NAK):
             return Outcome(drop=DropReason.NOT_A_REQUEST)
         return Outcome(drop=DropReason.UNKNOWN_MESSAGE_TYPE)
+
+    def _client(self, request: Packet) -> _Client:
+        client_id = request.options.client_id
+        return _Client(
+            client_key(client_id, request.htype, request.hwaddr),
+            request.hwaddr,
+            self.registrations.for_client(client_id, request.htype, request.hwaddr),
+        )
 
     # -- where the client is -----------------------------------------------
 
@@ -334,29 +359,38 @@ class Server:
         return admits(self.store.get(address), client.key, now)
 
     def _choose(
-        self, request: Packet, link: Sequence[Subnet], client: _Client, now: float
-    ) -> tuple[Subnet, IPv4Address] | None:
+        self,
+        request: Packet,
+        link: Sequence[Subnet],
+        client: _Client,
+        now: float,
+        exclude: frozenset[IPv4Address] = frozenset(),
+    ) -> tuple[Subnet, IPv4Address, bool] | None:
+        """The address to offer (§4.3.1 order), its subnet, and whether the client holds it."""
         reg = client.registration
-        if reg is not None:
+        if reg is not None and reg.address not in exclude:
             subnet = self._subnet(link, reg.address)
             if subnet is not None and self._free(reg.address, client, now):
-                return subnet, reg.address
+                existing = self.store.get(reg.address)
+                held = existing is not None and existing.holds(now)
+                return subnet, reg.address, held
         for lease in self.store.by_client(client.key):
             subnet = self._subnet(link, lease.address)
             if (
                 subnet is None
+                or lease.address in exclude
                 or lease.state is LeaseState.DECLINED
                 or not self._usable(subnet, lease.address, client)
             ):
                 continue
             if lease.holds(now):
-                return subnet, lease.address
+                return subnet, lease.address, True
             if self._free(lease.address, client, now) and self.allocator.allows(
                 lease.address, client.key
             ):
-                return subnet, lease.address
+                return subnet, lease.address, False
         wanted = request.options.requested_ip
-        if wanted is not None:
+        if wanted is not None and wanted not in exclude:
             subnet = self._subnet(link, wanted)
             if (
                 subnet is not None
@@ -364,18 +398,19 @@ class Server:
                 and self.allocator.allows(wanted, client.key)
                 and self._free(wanted, client, now)
             ):
-                return subnet, wanted
+                return subnet, wanted, False
+        skip = {int(a) for a in exclude}
         for subnet in link:
             for pool in subnet.pools:
                 blocked = {int(a) for a in self.store.unavailable(pool.first, pool.last, now)}
                 for number in range(int(pool.first), int(pool.last) + 1):
-                    if number in blocked:
+                    if number in blocked or number in skip:
                         continue
                     address = IPv4Address(number)
                     if self.registrations.owner_of(address) is None and self.allocator.allows(
                         address, client.key
                     ):
-                        return subnet, address
+                        return subnet, address, False
         return None
 
     # -- building replies --------------------------------------------------
@@ -426,7 +461,7 @@ class Server:
         if client_id is not None:  # RFC 6842
             opts[Opt.CLIENT_ID] = client_id
         relay = request.options.relay_agent_info
-        if relay is not None and request.giaddr != ZERO:  # RFC 3046 §2.2, last
+        if relay is not None:  # RFC 3046 §2.2: in all replies, last (§2.1: giaddr may be 0)
             opts[Opt.RELAY_AGENT_INFO] = relay
         nak = kind is MessageType.NAK
         packet = Packet(
@@ -494,14 +529,21 @@ class Server:
 
     # -- the messages ------------------------------------------------------
 
-    def _discover(self, request: Packet, ingress: Ingress, client: _Client, now: float) -> Outcome:
+    def _discover(
+        self,
+        request: Packet,
+        ingress: Ingress,
+        client: _Client,
+        now: float,
+        exclude: frozenset[IPv4Address] = frozenset(),
+    ) -> Outcome:
         link = self.link(request, ingress)
         if not link:
             return Outcome(drop=DropReason.NO_SUBNET)
-        chosen = self._choose(request, link, client, now)
+        chosen = self._choose(request, link, client, now, exclude)
         if chosen is None:
             return Outcome(drop=DropReason.NO_ADDRESS)
-        subnet, address = chosen
+        subnet, address, held = chosen
         reserve = Reserve(address, client.key, client.hwaddr, now, now + self.config.offer_hold)
         reply = self._reply(
             request,
@@ -512,7 +554,18 @@ class Server:
             lease_time=self._lease_time(subnet, request),
             hostname=client.registration.hostname if client.registration else None,
         )
+        if self.config.probe and not held:
+            probe = Probe(address, client.key, request, ingress, reply, exclude | {address})
+            return Outcome((reserve, probe))
         return Outcome((reserve, reply))
+
+    def address_in_use(self, probe: Probe, now: float) -> Outcome:
+        """Something answered the probe: quarantine the address and offer another one."""
+        client = self._client(probe.request)
+        until = now + self.config.decline_quarantine
+        quarantine = Decline(probe.address, probe.client, now, until)
+        again = self._discover(probe.request, probe.ingress, client, now, probe.tried)
+        return Outcome((quarantine, *again.actions), drop=again.drop)
 
     def _request(self, request: Packet, ingress: Ingress, client: _Client, now: float) -> Outcome:
         opts = request.options

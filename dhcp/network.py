@@ -107,6 +107,7 @@ class ServerConfig:
     authoritative: bool = True
     offer_hold: float = 30.0
     decline_quarantine: float = 86400.0
+    probe: bool = False  # ping/ARP a new address before offering it
     _links: dict[IPv4Network, tuple[Subnet, ...]] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
-from dhcp.logic import Ingress, Outcome, Reply, Server, apply
+from dhcp.logic import Ingress, Outcome, Probe, Reply, Server, apply
 from dhcp.network import Pool, ServerConfig, Subnet
 from dhcp.options import MessageType, Opt, Options, OptionValue, RelayAgentInfo
 from dhcp.packet import BOOTREQUEST, FLAG_BROADCAST, ZERO, Packet, decode, encode
@@ -134,15 +134,32 @@ def _named(extra: dict[str, OptionValue]) -> dict[int, OptionValue]:
 
 
 def run(
-    server: Server, packet: Packet, ingress: Ingress = LOCAL, now: float = T0
+    server: Server,
+    packet: Packet,
+    ingress: Ingress = LOCAL,
+    now: float = T0,
+    answering: frozenset[IPv4Address] = frozenset(),
 ) -> tuple[Outcome, Reply | None]:
-    """Handle one request and execute its actions, as the I/O layer does."""
+    """Handle one request and execute its actions, as the I/O layer does.
+
+    A probe is answered when its address is in ``answering`` (a device sits
+    there), else it meets silence and the offer goes out.
+    """
     outcome = server.handle(packet, ingress, now)
-    reply = apply(outcome, server.store)
-    if reply is not None:
+    result = apply(outcome, server.store)
+    for _ in range(100):
+        if not isinstance(result, Probe):
+            break
+        if result.address not in answering:
+            result = result.reply
+            break
+        outcome = server.address_in_use(result, now)
+        result = apply(outcome, server.store)
+    assert not isinstance(result, Probe)
+    if result is not None:
         # the reply must survive the wire in the size the client accepts
-        assert decode(encode(reply.packet, reply.max_size)) == reply.packet
-    return outcome, reply
+        assert decode(encode(result.packet, result.max_size)) == result.packet
+    return outcome, result
 
 
 def lease_for(

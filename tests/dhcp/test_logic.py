@@ -540,3 +540,38 @@ def test_server_identifier_is_the_configured_vip(store: LeaseStore) -> None:
     _, offer = run(server, Client(mac(1)).discover())
     assert offer is not None and offer.packet.options.server_id == ip("192.0.2.249")
     assert offer.source == ip("192.0.2.249")
+
+
+# -- probing before an offer ------------------------------------------------------------
+
+
+def test_probe_runs_before_a_new_offer_and_a_silent_address_is_offered(store: LeaseStore) -> None:
+    server = make_server(store, probe=True)
+    client = Client(mac(1))
+    outcome = server.handle(client.discover(), LOCAL, T0)
+    reserve, probe = outcome.actions
+    assert isinstance(reserve, Reserve) and outcome.probe is probe and outcome.reply is None
+    assert probe.address == ip("192.0.2.100") and probe.reply.packet.yiaddr == probe.address
+    address = lease_for(server, client, now=T0 + 1)
+    _, offer = run(server, client.discover(), now=T0 + 2)  # its own bound address: no probe
+    assert server.handle(client.discover(), LOCAL, T0 + 2).probe is None
+    assert offer is not None and offer.packet.yiaddr == address
+
+
+def test_an_answered_probe_quarantines_and_offers_another(store: LeaseStore) -> None:
+    server = make_server(store, probe=True, decline_quarantine=600.0)
+    squatted = frozenset({ip("192.0.2.100"), ip("192.0.2.101")})
+    _, offer = run(server, Client(mac(1)).discover(), answering=squatted)
+    assert offer is not None and offer.packet.yiaddr == ip("192.0.2.102")
+    for address in squatted:
+        lease = store.get(address)
+        assert lease is not None and lease.state is LeaseState.DECLINED
+    _, offer = run(server, Client(mac(2)).discover(), now=T0 + 1)
+    assert offer is not None and offer.packet.yiaddr == ip("192.0.2.103")
+
+
+def test_option_82_from_a_layer2_relay_is_echoed_without_giaddr(server: Server) -> None:
+    info = RelayAgentInfo(((1, b"port-3"),))
+    _, offer = run(server, Client(mac(1), relay_info=info).discover())
+    assert offer is not None and offer.packet.options.relay_agent_info == info
+    assert offer.packet.options.codes()[-1] == Opt.RELAY_AGENT_INFO
