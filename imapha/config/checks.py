@@ -233,6 +233,12 @@ def _check_node_sections(config: ClusterConfig, node: NodeConfig, findings: _Fin
     if proxy.probe_password and proxy.probe_password_file is not None:
         findings.add(node.name, where(node.name, "proxy", "probe_password_file"),
                      "set probe_password or probe_password_file, not both")
+    if (proxy.probe_password or proxy.probe_password_file) and not proxy.probe_user:
+        findings.add(node.name, where(node.name, "proxy", "probe_user"),
+                     "a probe password is set but probe_user is empty")
+    if vrrp.transport == "unicast" and len(config.nodes) < 2:
+        findings.add(node.name, where(node.name, "vrrp", "transport"),
+                     "unicast adverts go to the other nodes, and there are none")
     if proxy.health_timeout > proxy.health_interval:
         findings.add(node.name, where(node.name, "proxy", "health_timeout"),
                      f"{format_duration(proxy.health_timeout)} is longer than health_interval "

@@ -165,6 +165,9 @@ CASES = [
     Case("probe password twice", "proxy.probe_password_file",
          "set probe_password or probe_password_file, not both",
          append='[proxy]\nprobe_password = "x"\nprobe_password_file = "/etc/p"  #!\n'),
+    Case("probe password without a user", "proxy.probe_user",
+         "a probe password is set but probe_user is empty",
+         append='[proxy]  #!\nprobe_password = "x"\n'),
     Case("network with host bits", "proxy.plaintext_auth_networks[0]",
          "'10.0.0.1/8' has host bits set; did you mean '10.0.0.0/8'?",
          append='[proxy]\nplaintext_auth_networks = ["10.0.0.1/8"]  #!\n'),
@@ -230,6 +233,15 @@ def test_a_problem_of_one_node_says_which(tmp_path: Path) -> None:
     (issue,) = caught.value.issues
     assert issue.key == "nodes.a.backend.imap[0]"
     assert "clashes with proxy.imaps[0]" in issue.message
+
+
+def test_unicast_needs_another_node(tmp_path: Path) -> None:
+    text = BASE.replace('[nodes.b]\naddress = "192.0.2.12"\ninterface = "eth0"\n', "")
+    text += '[vrrp]\ntransport = "unicast"\n'
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    (issue,) = caught.value.issues
+    assert issue.key == "vrrp.transport" and "there are none" in issue.message
 
 
 def test_missing_file(tmp_path: Path) -> None:
