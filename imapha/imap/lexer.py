@@ -25,7 +25,22 @@ from .framer import Frame
 from .limits import Limits
 from .tokens import LENIENT_ATOM_RE, TAG_RE, Atom, Literal, PList, Quoted, Tag, Token
 
-_QUOTED_RE = re.compile(rb'"((?:[^"\\\r\n\x00]|\\["\\])*)"')
+_TOKEN_RE = re.compile(
+    rb'"((?:[^"\\\r\n\x00]|\\["\\])*)"|(' + LENIENT_ATOM_RE.pattern + rb")"
+)
+_ATOM_CACHE: dict[bytes, Atom] = {}
+_ATOM_CACHE_MAX = 4096
+
+
+def _atom(raw: bytes) -> Atom:
+    """Atoms repeat (FLAGS, \\Seen, UID...): share them, in a bounded cache."""
+    atom = _ATOM_CACHE.get(raw)
+    if atom is None:
+        atom = Atom._from_wire(raw.decode("ascii"))
+        if len(_ATOM_CACHE) < _ATOM_CACHE_MAX and len(raw) <= 32:
+            _ATOM_CACHE[raw] = atom
+    return atom
+
 _ESCAPE_RE = re.compile(rb"\\(.)")
 _WORD_RE = re.compile(rb"[^ \r\n]+")
 
@@ -94,50 +109,53 @@ class Lexer:
             raise LimitExceeded("Too many arguments", limit="max_tokens", code="LIMIT")
         line, pos = self._line, self._pos
         if pos >= len(line):
-            if self._i < len(self._lits):
-                lit = self._lits[self._i]
-                self._i += 1
-                self._line = self._lines[self._i]
-                self._pos = 0
-                if lit.binary:
-                    return Literal(lit.data, True)
-                if b"\x00" in lit.data:
-                    raise RemoteProtocolError("NUL in a literal (use ~{n}, RFC 3516)")
-                return Literal(lit.data)
-            raise RemoteProtocolError("Missing argument")
-        c = line[pos]
-        if c == 0x22:  # '"'
-            m = _QUOTED_RE.match(line, pos)
-            if m is None:
-                raise RemoteProtocolError("Invalid quoted string")
-            self._pos = m.end()
-            raw = m[1]
-            return Quoted(_ESCAPE_RE.sub(rb"\1", raw) if b"\\" in raw else raw)
-        if c == 0x28:  # "("
+            return self._literal()
+        if line[pos] == 0x28:  # "("
             return self._list(depth + 1)
-        m = LENIENT_ATOM_RE.match(line, pos)
+        m = _TOKEN_RE.match(line, pos)
         if m is None:
-            raise RemoteProtocolError(_why_not_atom(c))
+            if line[pos] == 0x22:
+                raise RemoteProtocolError("Invalid quoted string")
+            raise RemoteProtocolError(_why_not_atom(line[pos]))
         self._pos = m.end()
-        return Atom._from_wire(m[0].decode("ascii"))
+        atom = m[2]
+        if atom is not None:
+            return _atom(atom)
+        raw = m[1]
+        return Quoted._from_wire(_ESCAPE_RE.sub(rb"\1", raw) if b"\\" in raw else raw)
+
+    def _literal(self) -> Literal:
+        if self._i >= len(self._lits):
+            raise RemoteProtocolError("Missing argument")
+        lit = self._lits[self._i]
+        self._i += 1
+        self._line = self._lines[self._i]
+        self._pos = 0
+        if lit.binary:
+            return Literal(lit.data, True)
+        if b"\x00" in lit.data:
+            raise RemoteProtocolError("NUL in a literal (use ~{n}, RFC 3516)")
+        return Literal(lit.data)
 
     def _list(self, depth: int) -> PList:
         if depth > self._limits.max_depth:
             raise LimitExceeded("Lists nested too deeply", limit="max_depth", code="LIMIT")
         self._pos += 1
-        items: list[Token] = []
-        if self.peek() == 0x29:
+        line = self._line
+        if self._pos < len(line) and line[self._pos] == 0x29:
             self._pos += 1
             return PList()
+        items: list[Token] = []
         while True:
             items.append(self.token(depth))
-            c = self.peek()
+            line, pos = self._line, self._pos
+            c = line[pos] if pos < len(line) else None
             if c == 0x29:
-                self._pos += 1
+                self._pos = pos + 1
                 return PList(tuple(items))
             if c != 0x20:
                 raise RemoteProtocolError("Expected a space or ')' in list")
-            self._pos += 1
+            self._pos = pos + 1
 
     def rest(self) -> tuple[Token, ...]:
         """All remaining arguments, each preceded by one SP."""

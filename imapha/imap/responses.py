@@ -223,11 +223,11 @@ def encode_response(resp: Response) -> bytes:
 # -- parsing --------------------------------------------------------------------------
 
 
+_STATUS_BY_WORD = {s.value: s for s in Status}
+
+
 def _status(word: str, allowed: frozenset[Status]) -> Status | None:
-    try:
-        st = Status(word.upper())
-    except ValueError:
-        return None
+    st = _STATUS_BY_WORD.get(word) or _STATUS_BY_WORD.get(word.upper())
     return st if st in allowed else None
 
 

@@ -106,6 +106,13 @@ class Quoted:
         if b"\r" in self.value or b"\n" in self.value or b"\x00" in self.value:
             raise LocalProtocolError("quoted string cannot hold CR, LF or NUL")
 
+    @classmethod
+    def _from_wire(cls, value: bytes) -> Quoted:
+        """A string the lexer already matched (no second validation)."""
+        q = object.__new__(cls)
+        object.__setattr__(q, "value", value)
+        return q
+
 
 @dataclass(frozen=True, slots=True)
 class Literal:
