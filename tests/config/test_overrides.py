@@ -166,7 +166,8 @@ def test_dhcp_override_without_dhcp_section(tmp_path: Path) -> None:
 
 def test_probe_secret_from_file(tmp_path: Path) -> None:
     (tmp_path / "probe").write_text("s3cret\n")
-    config = load_text(tmp_path, BASE + '[proxy]\nprobe_password_file = "probe"\n')
+    text = BASE + '[proxy]\nprobe_user = "p"\nprobe_password_file = "probe"\n'
+    config = load_text(tmp_path, text)
     assert config.node("a").proxy.probe_secret() == "s3cret"
     assert "s3cret" not in repr(config)
 
