@@ -160,6 +160,50 @@ class DaemonContext:
 ServiceFactory = Callable[[DaemonContext], Service]
 
 
+class ServiceBase:
+    """Defaults for a :class:`Service`: subclass it and override what the role does.
+
+    Always ready, no fields of its own, drain is a no-op, no verbs, stops at
+    once, and a reload changes nothing live: any change to the role's own
+    section is rejected as needing a restart.
+    """
+
+    def __init__(self, ctx: DaemonContext) -> None:
+        self.ctx = ctx
+        #: The node config in force (ctx.config is already the new one during reload()).
+        self.node_config = ctx.node_config
+
+    def start(self) -> Deferred[None]:
+        return defer.succeed(None)
+
+    def is_ready(self) -> tuple[bool, str]:
+        return True, ""
+
+    def status(self) -> JsonObject:
+        return {}
+
+    def drain(self) -> Deferred[None] | None:
+        return None
+
+    def undrain(self) -> Deferred[None] | None:
+        return None
+
+    def reload(self, node: NodeConfig) -> list[str] | Deferred[list[str]]:
+        section = ROLE_SECTIONS[self.ctx.role]
+        changed = config_diff(getattr(self.node_config, section), getattr(node, section),
+                              section)
+        if changed:
+            raise ReloadRejected(f"{', '.join(changed)} cannot change live; restart instead")
+        self.node_config = node
+        return []
+
+    def stop(self, deadline: float) -> Deferred[None]:
+        return defer.succeed(None)
+
+    def verbs(self) -> Iterable[Verb]:
+        return ()
+
+
 def config_diff(old: object, new: object, prefix: str = "") -> list[str]:
     """Dotted names of the fields that differ between two (nested) dataclasses."""
     if (dataclasses.is_dataclass(old) and dataclasses.is_dataclass(new)

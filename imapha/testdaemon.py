@@ -37,6 +37,7 @@ from imapha.daemon import (
     DaemonContext,
     ReloadRejected,
     Service,
+    ServiceBase,
     config_diff,
     run_daemon,
 )
@@ -44,20 +45,19 @@ from imapha.daemon import (
 log = logging.getLogger(__name__)
 
 
-class TestService:
+class TestService(ServiceBase):
     """The service; see the module docstring."""
 
     __test__ = False  # not a pytest test class
 
     def __init__(self, ctx: DaemonContext, options: argparse.Namespace) -> None:
-        self.ctx = ctx
+        super().__init__(ctx)
         self.options = options
         self.ready = not options.not_ready
         self.reason = "told so at start" if options.not_ready else ""
         self.drained = False
         self.kicked: list[str] = []
         self.drained_backends: list[str] = []
-        self.section = getattr(ctx.node_config, ROLE_SECTIONS[ctx.role])
         prefix = metrics.ROLE_PREFIXES[ctx.role]
         spec = metrics.counter(ctx.role, f"{prefix}testdaemon_pokes_total",
                                "Pokes received by the test daemon")
@@ -88,13 +88,14 @@ class TestService:
         self.drained = False
 
     def reload(self, node: NodeConfig) -> list[str]:
-        new_section = getattr(node, ROLE_SECTIONS[self.ctx.role])
-        changed = config_diff(self.section, new_section, ROLE_SECTIONS[self.ctx.role])
+        section = ROLE_SECTIONS[self.ctx.role]
+        changed = config_diff(getattr(self.node_config, section), getattr(node, section),
+                              section)
         blocked = [key for key in changed
                    if key.split(".", 1)[-1] in set(self.options.restart_only)]
         if blocked:
             raise ReloadRejected(f"{', '.join(blocked)} cannot change live; restart instead")
-        self.section = new_section
+        self.node_config = node
         return changed
 
     def stop(self, deadline: float) -> Deferred[None]:
