@@ -35,6 +35,7 @@ from .commands import (
     AuthenticateResponse,
     ClientCommand,
     Command,
+    ContinuationLine,
     StartTLS,
     encode_command,
     encode_sasl_line,
@@ -63,7 +64,9 @@ class ContinueCommand:
     """Send the next part of a command held back for a synchronizing literal."""
 
 
-ClientOutput = ClientCommand | ContinueCommand | AuthenticateResponse | AuthenticateCancel
+ClientOutput = (
+    ClientCommand | ContinueCommand | AuthenticateResponse | AuthenticateCancel | ContinuationLine
+)
 
 #: Commands after which a ``+`` from the server is expected.
 _CONTINUED = frozenset({"AUTHENTICATE", "IDLE"})
@@ -125,6 +128,12 @@ class ClientConnection:
                 raise LocalProtocolError("no continuation received for a held literal")
             self._go_ahead -= 1
             return self._held.pop(0)
+        if isinstance(item, ContinuationLine):
+            if "IDLE" not in self._inflight.values():
+                raise LocalProtocolError("no IDLE in progress")
+            if b"\r" in item.line or b"\n" in item.line:
+                raise LocalProtocolError("a continuation line cannot hold CR or LF")
+            return item.line + b"\r\n"
         if isinstance(item, AuthenticateResponse | AuthenticateCancel):
             if "AUTHENTICATE" not in self._inflight.values():
                 raise LocalProtocolError("no AUTHENTICATE in progress")

@@ -17,12 +17,16 @@ mode                  input                                             next mod
 ====================  ================================================  ===========
 LINE                  line ending in an accepted literal marker         LITERAL
 LINE                  line ending in a refused non-sync marker          SKIP_LITERAL
-LINE                  line longer than ``max_line`` (seen early)        SKIP_LINE
+LINE                  line longer than ``max_line``, LF not yet seen    SKIP_LINE
+LINE                  line longer than ``max_line``, LF seen            SKIP_DONE
 LITERAL               ``n`` octets                                      LINE
 SKIP_LITERAL          ``n`` octets, dropped                             DISCARD
-SKIP_LINE             rest of the line up to LF, dropped                DISCARD
+SKIP_LINE             rest of the line up to LF, dropped                SKIP_DONE
+SKIP_DONE             (the kept tail ends in a non-sync marker)         SKIP_LITERAL
+SKIP_DONE             (otherwise)                                       LINE
 DISCARD               line of the refused command ending in ``{n+}``    SKIP_LITERAL
 DISCARD               line without a non-sync literal marker            LINE
+any                   refused literal beyond ``max_skip`` (or client)   BROKEN
 ====================  ================================================  ===========
 
 Limits are checked before anything is stored: a line is refused while it is
@@ -280,8 +284,16 @@ class Framer:
         tag = tag_hint(self._lines[0])
         lim = self.limits
         refused: LimitExceeded | None = None
+        nonsync_max = lim.max_literal if lim.max_nonsync_literal is None else min(
+            lim.max_literal, lim.max_nonsync_literal
+        )
         if size > lim.max_literal:
             refused = LimitExceeded("Literal too big", limit="max_literal", tag=tag)
+        elif plus and self._handshake and size > nonsync_max:
+            # RFC 7888 §4: LITERAL- allows {n+} only up to 4096 octets.
+            refused = LimitExceeded(
+                "Non-synchronizing literal too big", limit="max_nonsync_literal", tag=tag
+            )
         elif self._size + size > lim.max_command:
             refused = LimitExceeded("Command too big", limit="max_command", tag=tag)
         elif len(self._literals) >= lim.max_literals:

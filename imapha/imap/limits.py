@@ -38,6 +38,9 @@ class Limits:
     max_literals: literals in one command or response.
     max_tokens:   tokens (atoms, strings, literals, lists) in one command.
     max_depth:    nesting depth of parenthesized lists.
+    max_nonsync_literal: octets in one non-synchronizing ``{n+}`` literal;
+                  None means ``max_literal`` (LITERAL+). A server that advertises
+                  LITERAL- sets :data:`LITERAL_MINUS_MAX` here (RFC 7888 §4).
     max_skip:     octets of a refused non-synchronizing literal the server
                   discards (without buffering) before it gives up and closes.
     accept_bare_lf: accept LF without CR as a line end on input (never sent).
@@ -51,6 +54,7 @@ class Limits:
     max_depth: int = 32
     max_skip: int = 1 * MIB
     accept_bare_lf: bool = True
+    max_nonsync_literal: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_line", "max_literal", "max_command", "max_literals",

@@ -14,6 +14,8 @@ from imapha.imap import (
     Capability,
     CapabilityResponse,
     ClientConnection,
+    Command,
+    ContinuationLine,
     ContinuationRequest,
     ContinueCommand,
     Greeting,
@@ -219,6 +221,21 @@ def test_untagged_data_with_literals_and_bye() -> None:
     ]
     conn.receive_data(b"")
     assert conn.next_event() is CLOSED
+
+
+def test_idle_done() -> None:
+    conn = connected()
+    assert conn.send(Command(Tag("a7"), "IDLE")) == b"a7 IDLE\r\n"
+    assert client_events(conn, b"+ idling\r\n* 4 EXISTS\r\n") == [
+        ContinuationRequest("idling"),
+        UntaggedData("EXISTS", 4),
+    ]
+    assert conn.send(ContinuationLine(b"DONE")) == b"DONE\r\n"
+    assert client_events(conn, b"a7 OK Idle completed.\r\n") == [
+        TaggedResponse(Tag("a7"), Status.OK, "Idle completed.")
+    ]
+    with pytest.raises(LocalProtocolError):
+        conn.send(ContinuationLine(b"DONE"))
 
 
 def test_unknown_tag_and_unexpected_continuation_are_errors() -> None:

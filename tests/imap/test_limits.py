@@ -10,7 +10,9 @@ from imapha.imap import (
     Atom,
     ClientConnection,
     Command,
+    ContinuationRequired,
     Limits,
+    Literal,
     Noop,
     PList,
     ProtocolViolation,
@@ -116,3 +118,24 @@ def test_client_side_limits_are_fatal() -> None:
     out = client_events(conn, b"* OK " + b"x" * 40 + b"\r\n")
     assert isinstance(out[-1], RemoteProtocolError)
     assert out[-1].code == "TOOBIG"
+
+
+def test_literal_minus_server_refuses_big_non_sync_but_not_sync() -> None:
+    from imapha.imap.limits import LITERAL_MINUS_MAX
+
+    limits = Limits(max_nonsync_literal=LITERAL_MINUS_MAX, max_skip=10_000)
+    big = b"m" * (LITERAL_MINUS_MAX + 1)
+    events = feed_server(
+        ServerConnection(limits), b"a1 APPEND INBOX {%d+}\r\n" % len(big) + big + b"\r\n"
+    )
+    assert violations(events) == [b"a1 BAD [TOOBIG] Non-synchronizing literal too big\r\n"]
+    assert len(events) == 1
+    sync = b"a2 APPEND INBOX {%d}\r\n" % len(big) + big + b"\r\n"
+    ok = feed_server(ServerConnection(limits), sync)
+    assert isinstance(ok[0], ContinuationRequired)
+    assert ok[1] == Command(Tag("a2"), "APPEND", (Atom("INBOX"), Literal(big)))
+    small = b"s" * LITERAL_MINUS_MAX
+    events = feed_server(
+        ServerConnection(limits), b"a3 APPEND INBOX {%d+}\r\n" % len(small) + small + b"\r\n"
+    )
+    assert events == [Command(Tag("a3"), "APPEND", (Atom("INBOX"), Literal(small)))]
