@@ -30,6 +30,9 @@ Message handling, RFC 2131 §4.3:
 - RELEASE: free the address if it is the client's (§4.3.4).
 - INFORM: ACK with parameters, no yiaddr and no lease times (§4.3.5).
 
+A client has one binding per shared network: the ACK of a new address also
+releases whatever else the client held on that link.
+
 Reply addressing is §4.1 (:func:`addressing`). Replies echo option 61
 (RFC 6842) and option 82 (RFC 3046 §2.2, last). Option 54 is the configured
 server identifier: the VIP, so renewals follow the active node.
@@ -480,6 +483,8 @@ class Server:
         destination, port, delivery = addressing(request, kind)
         if delivery is Delivery.HARDWARE:
             destination = yiaddr
+            if yiaddr == ZERO:  # an INFORM without ciaddr: nowhere to unicast
+                destination, delivery = BROADCAST, Delivery.BROADCAST
         mms = request.options.max_message_size
         max_size = DEFAULT_MAX_MESSAGE if mms is None else max(mms - 28, DEFAULT_MAX_MESSAGE)
         return Reply(
@@ -525,7 +530,16 @@ class Server:
             lease_time=lease_time,
             hostname=hostname,
         )
-        return Outcome((commit, reply))
+        # One binding per client per link: what else it held there goes back.
+        link = self.config.link_of(address)
+        stale = tuple(
+            Release(lease.address, client.key, now)
+            for lease in self.store.by_client(client.key)
+            if lease.address != address
+            and lease.holds(now)
+            and self._subnet(link, lease.address) is not None
+        )
+        return Outcome((commit, *stale, reply))
 
     # -- the messages ------------------------------------------------------
 

@@ -377,6 +377,12 @@ def test_inform_gets_parameters_but_no_lease(server: Server) -> None:
     assert list(server.store.leases()) == []
 
 
+def test_inform_without_ciaddr_is_answered_by_broadcast(server: Server) -> None:
+    _, ack = run(server, Client(mac(1)).inform(ZERO))
+    assert ack is not None and ack.delivery is Delivery.BROADCAST
+    assert ack.destination == ip("255.255.255.255")
+
+
 # -- addressing (§4.1) --------------------------------------------------------------
 
 
@@ -504,6 +510,8 @@ def test_registration_added_over_a_dynamic_lease(store: LeaseStore) -> None:
     _, nak = run(server, squatter.renew(held), LOCAL_UNICAST, now=T0 + 1800)
     assert nak is not None and nak.packet.message_type is MessageType.NAK
     assert lease_for(server, owner, now=T0 + 3601) == held
+    interim_lease = store.get(interim)  # one binding per client per link
+    assert interim_lease is not None and interim_lease.state is LeaseState.RELEASED
 
 
 # -- allocation policy and races ------------------------------------------------------
