@@ -12,8 +12,10 @@ sd_notify, reload) around a service that does nothing but keep a few knobs:
 - a reload applies every change to the role's config section live, except the
   keys named with ``--restart-only`` (rejected, as a real role rejects what it
   cannot change live);
-- ``--start-delay``, ``--fail-start``, ``--stop-delay`` and ``--not-ready``
-  shape start-up and shutdown for the lifecycle tests.
+- ``POST /crash`` raises inside a handler (the client must see only
+  ``internal error``);
+- ``--start-delay``, ``--fail-start``, ``--not-ready``, ``--stop-delay`` and
+  ``--stop-hang`` shape start-up and shutdown for the lifecycle tests.
 """
 
 from __future__ import annotations
@@ -99,6 +101,8 @@ class TestService(ServiceBase):
         return changed
 
     def stop(self, deadline: float) -> Deferred[None]:
+        if self.options.stop_hang:
+            return Deferred()  # never fires: the runtime's own bound must end it
         delay = min(self.options.stop_delay, max(0.0, deadline - self.ctx.reactor.seconds()))
         return task.deferLater(self.ctx.reactor, delay, lambda: None)
 
@@ -158,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fail-start", action="store_true")
     parser.add_argument("--not-ready", action="store_true")
     parser.add_argument("--stop-delay", type=float, default=0.0)
+    parser.add_argument("--stop-hang", action="store_true",
+                        help="stop() never finishes (tests the runtime's bound)")
     parser.add_argument("--stop-timeout", type=float, default=10.0)
     parser.add_argument("--restart-only", action="append", default=[], metavar="KEY",
                         help="a key of the role's section a reload may not change")

@@ -81,12 +81,16 @@ def test_stop_lets_in_flight_work_finish(config: Path, daemons: Daemons) -> None
     assert time.monotonic() - started >= 0.9
 
 
-def test_stop_is_bounded_by_the_timeout(config: Path, daemons: Daemons) -> None:
-    d = daemons.start(config, "a", "proxy", "--stop-delay", "60", "--stop-timeout", "0.5")
+@pytest.mark.parametrize("how", ["--stop-delay=60", "--stop-hang"])
+def test_stop_is_bounded_by_the_timeout(config: Path, daemons: Daemons, how: str) -> None:
+    """The service is told the deadline; one that ignores it is cut off a second later."""
+    d = daemons.start(config, "a", "proxy", how, "--stop-timeout", "0.5")
     started = time.monotonic()
     assert d.stop() == 0
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 6
     assert not d.socket.exists() and not d.pid_file.exists()
+    if how == "--stop-hang":
+        assert "in-flight work did not finish within 0.5s; exiting anyway" in d.log()
 
 
 def test_crash_in_start_exits_1_and_leaves_nothing(config: Path, daemons: Daemons) -> None:
