@@ -1,0 +1,88 @@
+"""Run virtual routers under a Twisted reactor: one transport, any number of VRIDs.
+
+Theory of operation
+-------------------
+:class:`ReactorRunner` is the whole event loop of the VIP manager: it adds the
+transport's :class:`~imapha.vip.transport.Reader` to the reactor, routes what
+arrives through a :class:`~imapha.vip.transport.Demux` to the
+:class:`~imapha.vip.speaker.Speaker` of its VRID, and after every event gives
+each speaker exactly one ``callLater`` for its machine's next deadline. Time is
+the reactor's (``reactor.seconds()``), the same clock ``callLater`` uses. A
+timer that fires a hair early is harmless: the machine does nothing before its
+deadline and the runner schedules again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from imapha.vip.machine import AdvertReceived, Event, Shutdown, Startup, TimerFired
+from imapha.vip.speaker import Speaker
+from imapha.vip.transport import Demux, RawIPv4Transport, Reader, Received, UdpTransport
+
+
+class ReactorRunner:
+    def __init__(
+        self,
+        reactor: Any,
+        transport: RawIPv4Transport | UdpTransport,
+        speakers: Sequence[Speaker],
+    ) -> None:
+        self.reactor = reactor
+        self.transport = transport
+        self.speakers = {s.router.config.vrid: s for s in speakers}
+        if len(self.speakers) != len(speakers):
+            raise ValueError("two virtual routers with one VRID on one transport")
+        self.demux = Demux()
+        for vrid in self.speakers:
+            self.demux.register(vrid, self._handler(vrid))
+        self.reader = Reader(transport, self.demux.dispatch)
+        self._calls: dict[int, Any] = {}
+        self.running = False
+
+    def now(self) -> float:
+        return float(self.reactor.seconds())
+
+    def _handler(self, vrid: int) -> Any:
+        def handle(pkt: Received) -> None:
+            self.feed(vrid, AdvertReceived(self.now(), pkt.advert, pkt.src))
+
+        return handle
+
+    def start(self) -> None:
+        self.running = True
+        self.reactor.addReader(self.reader)
+        for vrid in self.speakers:
+            self.feed(vrid, Startup(self.now()))
+
+    def feed(self, vrid: int, event: Event) -> None:
+        """Give one router an event (SetReady, Resign, ...) and reschedule its timer."""
+        speaker = self.speakers[vrid]
+        speaker.feed(event)
+        self._reschedule(vrid, speaker)
+
+    def _reschedule(self, vrid: int, speaker: Speaker) -> None:
+        call = self._calls.pop(vrid, None)
+        if call is not None and call.active():
+            call.cancel()
+        due = speaker.deadline()
+        if due is not None and self.running:
+            delay = max(0.0, due - self.now())
+            self._calls[vrid] = self.reactor.callLater(delay, self._fire, vrid)
+
+    def _fire(self, vrid: int) -> None:
+        self._calls.pop(vrid, None)
+        self.feed(vrid, TimerFired(self.now()))
+
+    def stop(self, *, graceful: bool = True) -> None:
+        """Shut every router down (priority-0 adverts) unless graceful is False."""
+        if graceful:
+            for vrid in self.speakers:
+                self.feed(vrid, Shutdown(self.now()))
+        self.running = False
+        for call in self._calls.values():
+            if call.active():
+                call.cancel()
+        self._calls.clear()
+        self.reactor.removeReader(self.reader)
