@@ -435,13 +435,23 @@ class Daemon:
         if self.draining:
             return False, "draining"
         assert self.service is not None
-        ready, reason = self.service.is_ready()
+        ready, reason = self._service_ready()
         return bool(ready), "" if ready else (reason or "not ready")
+
+    def _service_ready(self) -> tuple[bool, str]:
+        """The service's own answer; a bug in it reads as not ready, not as a crash."""
+        assert self.service is not None
+        try:
+            ready, reason = self.service.is_ready()
+        except Exception:
+            log.exception("%s is_ready() failed", self.role)
+            return False, "readiness check failed (see log)"
+        return bool(ready), str(reason)
 
     def _poll_ready(self) -> None:
         if self.state is not State.RUNNING or self.service is None:
             return
-        ready, reason = self.service.is_ready()
+        ready, reason = self._service_ready()
         condition = (bool(ready), reason, self.draining)
         if condition == self._last_condition:
             return
