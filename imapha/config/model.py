@@ -271,6 +271,7 @@ class DhcpConfig:
     mclt: float = field(metadata=c.meta(c.duration(1), "1h"))
     registrations: Path | None = field(metadata=c.meta(c.optional_path, None))
     authoritative: bool = field(metadata=c.meta(c.boolean, True))
+    decline_probation: float = field(metadata=c.meta(_duration, "24h"))
     control: Path = field(metadata=c.meta(c.path, "{run_dir}/dhcp.sock"))
     metrics: HostPort | None = field(metadata=c.meta(c.optional_listen, None))
     subnets: tuple[DhcpSubnet, ...] = field(

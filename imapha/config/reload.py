@@ -39,7 +39,8 @@ RELOADABLE: Final[dict[str, frozenset[str]]] = {
     "backends": frozenset({"name", "address", "tls", "tls_verify", "tls_ca", "weight",
                            "proxy_protocol"}),
     "backend": frozenset({"passwd_file", "trusted_proxies", "tls_cert", "tls_key"}),
-    "dhcp": frozenset({"mclt", "registrations", "authoritative", "subnets"}),
+    "dhcp": frozenset({"mclt", "registrations", "authoritative", "decline_probation",
+                       "subnets"}),
 }
 
 
