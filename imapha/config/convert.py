@@ -99,12 +99,20 @@ def spec_fields(cls: type) -> dict[str, Field[Any]]:
     return {f.name: f for f in fields(cls) if "conv" in f.metadata}
 
 
+_URL_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@]*:)[^@/]*@")
+
+
+def mask_url(text: str) -> str:
+    """``postgresql://u:pw@h/db`` -> ``postgresql://u:***@h/db``; other text unchanged."""
+    return _URL_PASSWORD.sub(r"\1***@", text)
+
+
 def show(value: object) -> str:
-    """A raw value as an operator would have written it in TOML."""
+    """A raw value as an operator would have written it in TOML (URL passwords masked)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+        return json.dumps(mask_url(value), ensure_ascii=False)
     if isinstance(value, dict):
         return "a table"
     if isinstance(value, list):

@@ -7,7 +7,8 @@ overrides merged, placeholders substituted, paths made absolute. The text form
 is TOML that :func:`imapha.config.loads_config` reads back (one node per
 document; ``None`` prints as ``""``, which every optional key reads as unset),
 durations and sizes in their canonical units. Secrets (fields marked
-``secret``) print as ``"***"`` in both forms.
+``secret``) print as ``"***"`` in both forms, and so do passwords in URLs
+(``postgresql://dhcp:***@db/leases``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from imapha.config.convert import kind_of, spec_fields
+from imapha.config.convert import kind_of, mask_url, spec_fields
 from imapha.config.model import SECTION_OF_ROLE, ClusterConfig, NodeConfig
 from imapha.config.units import HostPort, format_duration, format_size
 
@@ -46,7 +47,7 @@ def plain(value: Any, secret: bool = False) -> Any:
     if secret:
         return MASK if value else value
     if isinstance(value, _SCALARS):
-        return str(value)
+        return mask_url(str(value))
     if is_dataclass(value) and not isinstance(value, type):
         if spec_fields(type(value)):
             return {name: plain(v, s) for name, v, _, s in _fields(value)}
@@ -102,7 +103,7 @@ def _toml(value: Any, kind: str = "", secret: bool = False) -> str:
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, _SCALARS):
-        return json.dumps(str(value), ensure_ascii=False)
+        return json.dumps(mask_url(str(value)), ensure_ascii=False)
     if is_dataclass(value) and not isinstance(value, type):
         if not spec_fields(type(value)):  # e.g. a DHCP pool: its text form
             return json.dumps(str(value))

@@ -266,6 +266,14 @@ def test_sections_are_checked_even_without_nodes(tmp_path: Path) -> None:
         "<tmp>", str(tmp_path / "imapha.toml")) in str(caught.value).splitlines()
 
 
+def test_a_url_password_is_never_echoed(tmp_path: Path) -> None:
+    text = BASE + '[dhcp]\nlease_db = "mysql://dhcp:hunter2@db/leases"\n'
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    assert "hunter2" not in str(caught.value)
+    assert 'got "mysql://dhcp:***@db/leases"' in str(caught.value)
+
+
 def test_a_secret_is_never_echoed(tmp_path: Path) -> None:
     text = BASE + '[proxy]\nprobe_password = 123456789\n'
     with pytest.raises(ConfigError) as caught:

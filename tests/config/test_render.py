@@ -94,3 +94,15 @@ def test_all_nodes_and_notes(tmp_path: Path) -> None:
     assert "priority = 150  # this node: 150 (home)" in text
     assert "priority = 150  # this node: 100 (backup, home is a)" in text
     assert "[backend]" not in text  # not a role of these nodes
+
+
+def test_url_passwords_are_masked(tmp_path: Path) -> None:
+    text = BASE + ('[dhcp]\ninterfaces = ["eth1"]\n'
+                   'lease_db = "postgresql://dhcp:hunter2@db.example.org/leases"\n'
+                   '[[dhcp.subnets]]\nsubnet = "198.51.100.0/24"\n')
+    config = load_text(tmp_path, text)
+    dhcp = config.node("a").dhcp
+    assert dhcp is not None and "hunter2" in dhcp.lease_db  # the daemon gets the real URL
+    for shown in (config_toml(config), config_json(config)):
+        assert "hunter2" not in shown
+        assert "postgresql://dhcp:***@db.example.org/leases" in shown
