@@ -72,7 +72,7 @@ id_params = st.one_of(
     st.none(),
     st.lists(
         st.tuples(
-            st.text(max_size=10).filter(lambda s: "\x00" not in s),
+            st.text(max_size=7).filter(lambda s: "\x00" not in s),
             st.one_of(st.none(), text_no_nul),
         ),
         max_size=5,

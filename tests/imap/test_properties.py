@@ -82,7 +82,7 @@ def server_stream(cmds: list[ClientCommand], extra: list[bytes]) -> bytes:
     return out
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(commands, max_size=5),
     st.lists(junk, max_size=5),
