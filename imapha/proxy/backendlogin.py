@@ -27,6 +27,9 @@ or :class:`Failed` (the backend broke before answering the login: greeting
 BYE, refused STARTTLS, a protocol error; the caller may try the user's next
 backend). Connection errors, timeouts and TLS failures are the shell's to
 turn into :class:`Failed`.
+
+With ``request=None`` it is the health probe's greeting + CAPABILITY check:
+no ID, no login, :class:`LoggedIn` carries the pre-login capabilities.
 """
 
 from __future__ import annotations
@@ -134,7 +137,7 @@ class BackendLogin:
 
     def __init__(
         self,
-        request: LoginRequest,
+        request: LoginRequest | None,
         *,
         starttls: bool = False,
         forward_id: tuple[tuple[str, str | None], ...] | None = None,
@@ -149,6 +152,7 @@ class BackendLogin:
         self._tag: str | None = None
         self._sasl_sent = False
         self.outcome: Outcome | None = None
+        self.prelogin_capabilities: tuple[str, ...] = ()
 
     def start(self) -> Output:
         """What to send as soon as the connection is up (the PROXY header, if any)."""
@@ -243,18 +247,20 @@ class BackendLogin:
         if step is Step.CAPABILITY:
             return None if conn.capabilities else [self._send(Capability)]
         if step is Step.ID:
+            self.prelogin_capabilities = conn.capabilities
             forward = self._forward_id
-            if forward is None or not conn.has_capability("ID"):
+            if forward is None or self.request is None or not conn.has_capability("ID"):
                 return None
             return [self._send(lambda tag: Id(tag, forward))]
         if step is Step.LOGIN:
-            return [self._login()]
+            return None if self.request is None else [self._login()]
         if step is Step.CAPS_AFTER:
             return None if conn.capabilities else [self._send(Capability)]
         return None
 
     def _login(self) -> bytes:
         req = self.request
+        assert req is not None
         conn = self.conn
         tag = conn.new_tag()
         self._tag = tag
@@ -273,6 +279,7 @@ class BackendLogin:
 
     def _sasl_message(self) -> bytes:
         req = self.request
+        assert req is not None
         if req.password is None:
             return req.sasl_response or b""
         return encode_plain(Credentials(req.user, req.password.reveal().encode("utf-8"),
