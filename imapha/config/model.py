@@ -265,7 +265,9 @@ class DhcpConfig:
         metadata=c.meta(c.choice("split", "hot-standby"), "split"))
     vip: str | None = field(metadata=c.meta(c.optional(c.string), None))
     interfaces: tuple[str, ...] = field(metadata=c.meta(c.array_of(c.interface), []))
-    lease_db: str = field(metadata=c.meta(_lease_db, "sqlite://{state_dir}/leases.db"))
+    # repr=False: a PostgreSQL URL may hold a password.
+    lease_db: str = field(metadata=c.meta(_lease_db, "sqlite://{state_dir}/leases.db"),
+                          repr=False)
     peer_port: int = field(metadata=c.meta(c.integer(1, 65535), 6470))
     secret_file: Path | None = field(metadata=c.meta(c.optional_path, None))
     mclt: float = field(metadata=c.meta(c.duration(1), "1h"))
