@@ -60,29 +60,24 @@ def neighbor_advertisement(mac: bytes, address: ipaddress.IPv6Address) -> bytes:
 class Announcer:
     """Send gratuitous ARP / unsolicited NA on one interface; needs CAP_NET_RAW.
 
-    Create it inside the interface's network namespace.
+    Create it inside the interface's network namespace: both sockets are opened
+    here and stay in that namespace.
     """
 
     def __init__(self, ifname: str) -> None:
         self.ifname = ifname
         self.ifindex = socket.if_nametoindex(ifname)
         self._arp = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
-        self._icmp6: socket.socket | None = None
+        self._icmp6 = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
         try:
             self._arp.bind((ifname, ETH_P_ARP))
             self.mac: bytes = self._arp.getsockname()[4]
+            self._icmp6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+            self._icmp6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 255)
+            self._icmp6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, self.ifindex)
         except OSError:
-            self._arp.close()
+            self.close()
             raise
-
-    def _icmp6_socket(self) -> socket.socket:
-        if self._icmp6 is None:
-            sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 255)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, self.ifindex)
-            self._icmp6 = sock
-        return self._icmp6
 
     def announce(self, addresses: Sequence[IPAddress], repeat: int = 3) -> int:
         """Send `repeat` announcements per address; return how many left."""
@@ -92,7 +87,7 @@ class Announcer:
                 if isinstance(addr, ipaddress.IPv4Address):
                     self._arp.send(arp_announcement(self.mac, addr))
                 else:
-                    self._icmp6_socket().sendto(
+                    self._icmp6.sendto(
                         neighbor_advertisement(self.mac, addr),
                         (str(ALL_NODES), 0, 0, self.ifindex),
                     )
@@ -101,5 +96,4 @@ class Announcer:
 
     def close(self) -> None:
         self._arp.close()
-        if self._icmp6 is not None:
-            self._icmp6.close()
+        self._icmp6.close()

@@ -19,14 +19,21 @@ from typing import Any
 
 from imapha.vip.machine import AdvertReceived, Event, Shutdown, Startup, TimerFired
 from imapha.vip.speaker import Speaker
-from imapha.vip.transport import Demux, RawIPv4Transport, Reader, Received, UdpTransport
+from imapha.vip.transport import (
+    Demux,
+    RawIPv4Transport,
+    RawIPv6Transport,
+    Reader,
+    Received,
+    UdpTransport,
+)
 
 
 class ReactorRunner:
     def __init__(
         self,
         reactor: Any,
-        transport: RawIPv4Transport | UdpTransport,
+        transport: RawIPv4Transport | RawIPv6Transport | UdpTransport,
         speakers: Sequence[Speaker],
     ) -> None:
         self.reactor = reactor

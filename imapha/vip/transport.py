@@ -19,6 +19,9 @@ from IP_RECVTTL ancillary data, to the same effect. The send socket is bound to
 our primary address so that source, and so the checksum's pseudo-header, is
 known; multicast loopback is off so we do not hear ourselves.
 
+:class:`RawIPv6Transport` (§5.1.2): the same to ff02::12 from our link-local
+address with hop limit 255; hop limit and destination come as ancillary data.
+
 :class:`UdpTransport`: the same message bytes (pseudo-header computed from the
 UDP addresses) in UDP datagrams between loopback addresses, one port per VIP
 group, for `imapha demo` without root. Every node needs its own address
@@ -49,6 +52,7 @@ from zope.interface import implementer  # type: ignore[import-untyped]
 
 from imapha.vip.packet import (
     MCAST_IPV4,
+    MCAST_IPV6,
     VRRP_PROTOCOL,
     Advertisement,
     DecodeError,
@@ -177,6 +181,100 @@ class RawIPv4Transport:
         self._tx.close()
 
 
+class RawIPv6Transport:
+    """VRRP over IPv6 on one interface (RFC 5798 §5.1.2); needs CAP_NET_RAW.
+
+    Sent from our link-local `primary` to ff02::12 (or unicast peers) with hop
+    limit 255. IPv6 raw sockets deliver no header, so the hop limit and the
+    destination (for the checksum's pseudo-header) come as IPV6_HOPLIMIT and
+    IPV6_PKTINFO ancillary data. The checksum is computed and verified here, not
+    by the kernel (IPV6_CHECKSUM would drop bad packets before we count them).
+    """
+
+    def __init__(
+        self,
+        ifname: str,
+        primary: ipaddress.IPv6Address,
+        peers: Sequence[ipaddress.IPv6Address] = (),
+    ) -> None:
+        if not primary.is_link_local:
+            raise ValueError("VRRP over IPv6 is sent from a link-local address (§5.1.2.1)")
+        self.ifname = ifname
+        self.primary = primary
+        self.destinations: tuple[ipaddress.IPv6Address, ...] = tuple(peers) or (MCAST_IPV6,)
+        self.drops = DropCounter()
+        self.ifindex = socket.if_nametoindex(ifname)
+        self._rx = socket.socket(socket.AF_INET6, socket.SOCK_RAW, VRRP_PROTOCOL)
+        self._tx = socket.socket(socket.AF_INET6, socket.SOCK_RAW, VRRP_PROTOCOL)
+        try:
+            _bind_to_device(self._rx, ifname)
+            self._rx.setsockopt(
+                socket.IPPROTO_IPV6,
+                socket.IPV6_JOIN_GROUP,
+                MCAST_IPV6.packed + struct.pack("@I", self.ifindex),
+            )
+            self._rx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+            self._rx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+            self._rx.setblocking(False)
+            _bind_to_device(self._tx, ifname)
+            self._tx.bind((str(primary), 0, 0, self.ifindex))
+            self._tx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, self.ifindex)
+            self._tx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+            self._tx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 255)
+            self._tx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+            self._tx.setblocking(False)
+        except OSError:
+            self.close()
+            raise
+
+    def fileno(self) -> int:
+        return self._rx.fileno()
+
+    def send(self, advert: Advertisement) -> None:
+        for dst in self.destinations:
+            try:
+                self._tx.sendto(
+                    encode(advert, self.primary, dst), (str(dst), 0, 0, self.ifindex)
+                )
+            except BlockingIOError:
+                log.warning("vrrp send buffer full on %s, advert to %s lost", self.ifname, dst)
+
+    def receive(self) -> list[Received]:
+        out: list[Received] = []
+        space = socket.CMSG_SPACE(4) + socket.CMSG_SPACE(20)
+        for _ in range(MAX_READS_PER_CALL):
+            try:
+                data, ancillary, _flags, addr = self._rx.recvmsg(RECV_BUFFER, space)
+            except (BlockingIOError, InterruptedError):
+                break
+            src = ipaddress.IPv6Address(addr[0].split("%")[0])
+            hops: int | None = None
+            dst: ipaddress.IPv6Address | None = None
+            for level, kind, value in ancillary:
+                if level != socket.IPPROTO_IPV6:
+                    continue
+                if kind == socket.IPV6_HOPLIMIT:
+                    hops = struct.unpack("@i", value[:4])[0]
+                elif kind == socket.IPV6_PKTINFO:
+                    dst = ipaddress.IPv6Address(value[:16])
+            if src == self.primary:
+                self.drops[DropReason.OWN_PACKET] += 1
+                continue
+            try:
+                check_ttl(-1 if hops is None else hops)
+                advert = decode(data, src, dst if dst is not None else MCAST_IPV6)
+            except DecodeError as exc:
+                self.drops[exc.reason] += 1
+                log.debug("vrrp packet from %s on %s dropped: %s", src, self.ifname, exc)
+                continue
+            out.append(Received(advert, src))
+        return out
+
+    def close(self) -> None:
+        self._rx.close()
+        self._tx.close()
+
+
 class UdpTransport:
     """VRRP messages in UDP datagrams between loopback addresses (unprivileged demo)."""
 
@@ -258,7 +356,7 @@ class Reader:
 
     def __init__(
         self,
-        transport: RawIPv4Transport | UdpTransport,
+        transport: RawIPv4Transport | RawIPv6Transport | UdpTransport,
         deliver: Callable[[list[Received]], None],
     ) -> None:
         self.transport = transport
