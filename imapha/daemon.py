@@ -273,6 +273,14 @@ class State(enum.Enum):
     STOPPING = "stopping"
 
 
+#: The lifecycle's only legal moves; stopping is final (the process exits).
+TRANSITIONS: Final[Mapping[State, frozenset[State]]] = {
+    State.STARTING: frozenset({State.RUNNING, State.STOPPING}),
+    State.RUNNING: frozenset({State.STOPPING}),
+    State.STOPPING: frozenset({State.STOPPING}),
+}
+
+
 class Daemon:
     """One role's process: see the module docstring for the order of things."""
 
@@ -305,6 +313,11 @@ class Daemon:
         self._loops: list[LoopingCall] = []
         self._reactor_stopping = False
         self._stopping: Deferred[None] | None = None
+
+    def _move(self, new: State) -> None:
+        if new not in TRANSITIONS[self.state]:
+            raise RuntimeError(f"daemon cannot go from {self.state.value} to {new.value}")
+        self.state = new
 
     # -- start-up ---------------------------------------------------------
 
@@ -368,7 +381,7 @@ class Daemon:
                         "`imapha ctl undrain %s` clears it", self.drain_marker, self.node)
             await defer.maybeDeferred(cast(Any, self.service.drain))
             self.draining = True
-        self.state = State.RUNNING
+        self._move(State.RUNNING)
         ctx.metrics.gauge(DAEMON_START_TIME).labels(role=self.role).set(time.time())
         log.info("imapha %s %s on node %s running (pid %d, control %s%s)",
                  self.role, __version__, self.node, os.getpid(), self.control.path,
@@ -669,7 +682,7 @@ class Daemon:
     def shutdown(self) -> Deferred[None]:
         if self._stopping is not None:
             return self._stopping
-        self.state = State.STOPPING
+        self._move(State.STOPPING)
         self.notifier.notify("STOPPING=1", "STATUS=stopping")
         for loop in self._loops:
             if loop.running:
@@ -715,7 +728,7 @@ class Daemon:
 
     def fail_start(self, failure: Failure) -> Deferred[None]:
         self.exit_code = EXIT_FAILURE
-        self.state = State.STOPPING
+        self._move(State.STOPPING)
         self.notifier.notify("STOPPING=1", "STATUS=failed to start")
         exc = cast(BaseException, failure.value)
         if isinstance(exc, ControlSocketError):
