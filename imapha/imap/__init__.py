@@ -30,6 +30,7 @@ from .commands import (
     StartTLS,
     originating_id,
 )
+from .encode import LiteralMode
 from .errors import LimitExceeded, LocalProtocolError, ProtocolError, RemoteProtocolError
 from .events import (
     CLOSED,
@@ -81,6 +82,7 @@ __all__ = [
     "LimitExceeded",
     "Limits",
     "Literal",
+    "LiteralMode",
     "LocalProtocolError",
     "Login",
     "Logout",

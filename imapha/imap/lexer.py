@@ -90,7 +90,8 @@ class Lexer:
 
     def tag(self) -> Tag:
         m = TAG_RE.match(self._line, self._pos)
-        if m is None:
+        end = m.end() if m else 0
+        if m is None or (end < len(self._line) and self._line[end] != 0x20):
             raise RemoteProtocolError("Missing or invalid tag")
         self._pos = m.end()
         return Tag.parse(m[0])

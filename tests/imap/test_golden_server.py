@@ -283,6 +283,7 @@ def test_errors_carry_tag_and_wire_text() -> None:
         b"a3 NOOP extra\r\n"
         b"a4 LOGIN \"unterminated\r\n"
         b"a5 LOGIN \xff pw\r\n"
+        b"a(6 NOOP\r\n"
     )
     responses = [e.response for e in events if isinstance(e, ProtocolViolation)]
     assert responses == [
@@ -292,6 +293,7 @@ def test_errors_carry_tag_and_wire_text() -> None:
         b"a3 BAD Unexpected extra arguments\r\n",
         b"a4 BAD Invalid quoted string\r\n",
         b"a5 BAD 8-bit octet outside a string\r\n",
+        b"* BAD Missing or invalid tag\r\n",
     ]
 
 
