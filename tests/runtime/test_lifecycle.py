@@ -70,7 +70,7 @@ def test_sigint_stops_gracefully_too(config: Path, daemons: Daemons) -> None:
 
 
 def test_stop_lets_in_flight_work_finish(config: Path, daemons: Daemons) -> None:
-    d = daemons.start(config, "a", "proxy", "--stop-delay", "1.0")
+    d = daemons.start(config, "a", "proxy", "--stop-delay", "3.0")
     started = time.monotonic()
     d.signal(signal.SIGTERM)
     # While stopping, the control API still answers and says so.
@@ -78,7 +78,7 @@ def test_stop_lets_in_flight_work_finish(config: Path, daemons: Daemons) -> None
                       what="state stopping")
     assert status["ready"] is False and status["reason"] == "stopping"
     assert d.wait_exit() == 0
-    assert time.monotonic() - started >= 0.9
+    assert time.monotonic() - started >= 2.9
 
 
 @pytest.mark.parametrize("how", ["--stop-delay=60", "--stop-hang"])
