@@ -203,6 +203,8 @@ class BackendLogin:
         if self.step is Step.LOGIN:
             if event.status is not Status.OK:
                 return [self._finish(Rejected(event.code, event.text))]
+            if event.code is None or event.code.name != "CAPABILITY":
+                self.conn.capabilities = ()  # pre-login ones; ask again (RFC 9051 §6.2.3)
             return self._advance(Step.LOGIN)
         if event.status is not Status.OK and self.step in (Step.STARTTLS, Step.CAPABILITY):
             return [self._finish(Failed(f"{self.step.value} refused: {event.text}"))]

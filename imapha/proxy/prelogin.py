@@ -77,6 +77,7 @@ from imapha.imap import (
 )
 from imapha.imap import StartTLS as StartTLSCommand
 from imapha.imap.sasl import LoginExchange, parse_plain
+from imapha.imap.server import violation_response
 from imapha.log import Secret
 
 #: Mechanisms whose client response is relayed to the backend unread.
@@ -222,7 +223,7 @@ class PreLogin:
                 out.append(event.response)
                 continue
             if isinstance(event, ProtocolViolation):
-                out.append(event.response)
+                out.append(_with_code(event))
                 if event.fatal:
                     self.state = State.CLOSED
                     out.append(Close("protocol violation"))
@@ -429,6 +430,15 @@ class PreLogin:
         data = bytes(framer._buf)
         framer._buf.clear()
         return data
+
+
+def _with_code(event: ProtocolViolation) -> bytes:
+    """The violation's answer, with ``[CLIENTBUG]`` when the wire layer gave no code."""
+    err = event.error
+    if err.code is not None:
+        return event.response
+    err.code = "CLIENTBUG"
+    return violation_response(err, fatal=event.fatal)
 
 
 def _oauth_user(mechanism: str, data: bytes) -> str:
