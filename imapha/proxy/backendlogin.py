@@ -227,14 +227,13 @@ class BackendLogin:
 
     def _advance(self, done: Step) -> Output:
         step = _NEXT[done]
-        while True:
+        while step is not Step.DONE:
             out = self._begin(step)
             if out is not None:
                 self.step = step
                 return out
             step = _NEXT[step]
-            if step is Step.DONE:
-                return [self._finish(LoggedIn(self.conn.capabilities))]
+        return [self._finish(LoggedIn(self.conn.capabilities))]
 
     def _send(self, make: Callable[[Tag], ClientCommand]) -> bytes:
         tag = self.conn.new_tag()
