@@ -43,6 +43,7 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final, TextIO
@@ -196,17 +197,24 @@ def _status(config: ClusterConfig, args: argparse.Namespace, timeout: float,
             return EXIT_USAGE
         nodes = [args.only_node]
     rows = _targets(config, nodes)
+    local: list[Row] = []
     remote_nodes: list[str] = []
     for row in rows:
         if Path(row.socket).exists():
-            query(row, timeout)
+            local.append(row)
         else:
             row.detail = "no socket on this host" + ("" if args.ssh else
                                                      " (down, or a remote node: try --ssh)")
             if args.ssh and row.node not in remote_nodes:
                 remote_nodes.append(row.node)
-    for node in remote_nodes:
-        _merge_remote(config, node, rows, args.ssh_command, timeout)
+    # In parallel, so a hung daemon or a slow ssh costs one timeout, not one each.
+    # Each task fills in only its own rows.
+    with ThreadPoolExecutor(max_workers=min(16, len(local) + len(remote_nodes) or 1)) as pool:
+        tasks = [pool.submit(query, row, timeout) for row in local]
+        tasks += [pool.submit(_merge_remote, config, node, rows, args.ssh_command, timeout)
+                  for node in remote_nodes]
+        for task in tasks:
+            task.result()
     if args.json:
         json.dump([asdict(r) for r in rows], out, indent=2, sort_keys=True, default=str)
         out.write("\n")

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tests.runtime.helpers import Daemon, Daemons, ctl, write_config
@@ -175,11 +178,35 @@ os.execv(sys.executable, [sys.executable, "-m", "imapha", *rest])
 
 def test_ctl_does_not_load_the_reactor() -> None:
     """`imapha ctl` is a quick client: no twisted.internet reactor, no twisted.web server."""
-    import subprocess
-
     code = ("import sys, imapha.ctl; "
             "print(sorted(m for m in sys.modules if m in {'twisted.internet.reactor', "
             "'twisted.web.server', 'twisted.internet.endpoints'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_hung_daemons_cost_one_timeout_not_one_each(config: Path, daemons: Daemons,
+                                                    root: Path) -> None:
+    d = start_all(daemons, config, ("a", "proxy"))
+    mutes = []
+    for node, role in [("a", "vipd"), ("b", "vipd"), ("b", "proxy")]:
+        path = root / "run" / node / f"{role}.sock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        mute = socket.socket(socket.AF_UNIX)
+        mute.bind(str(path))
+        mute.listen(4)  # accepts into the backlog, never answers
+        mutes.append(mute)
+    try:
+        started = time.monotonic()
+        result = ctl(config, "--timeout", "1", "status")
+        elapsed = time.monotonic() - started
+    finally:
+        for mute in mutes:
+            mute.close()
+    assert result.returncode == 1
+    rows = table(result.stdout)
+    assert rows[("a", "proxy")][:2] == [str(d["a/proxy"].pid), "ready"]
+    assert rows[("b", "vipd")][1] == "unreachable"
+    assert "no answer from" in rows[("b", "vipd")][3] and "within 1s" in rows[("b", "vipd")][3]
+    assert elapsed < 2.8  # three hung daemons, asked at once
