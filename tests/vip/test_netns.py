@@ -169,3 +169,28 @@ def test_machines_over_raw_vrrp_move_the_vip_between_namespaces(link: Link) -> N
         for n in nodes:
             n.speaker.driver.close()  # type: ignore[attr-defined]
             n.transport.close()  # type: ignore[attr-defined]
+
+
+def test_unicast_peers_instead_of_multicast(link: Link) -> None:
+    with inside(link.a.netns):
+        ta = RawIPv4Transport(link.a.ifname, A, peers=[B])
+    with inside(link.b.netns):
+        tb = RawIPv4Transport(link.b.ifname, B, peers=[A])
+        cap = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+        cap.bind((link.b.ifname, 0x0800))
+        cap.settimeout(3.0)
+    try:
+        adv = Advertisement(51, 200, 100, (VIP,))
+        ta.send(adv)
+        assert wait_for(tb) == [Received(adv, A)]
+        for _ in range(20):
+            frame = cap.recv(2048)
+            if frame[14 + 9] == 112:
+                break
+        header = frame[14:34]
+        assert header[8] == 255  # TTL
+        assert ipaddress.IPv4Address(header[16:20]) == B  # unicast, not 224.0.0.18
+    finally:
+        ta.close()
+        tb.close()
+        cap.close()
