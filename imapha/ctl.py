@@ -43,7 +43,7 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final, TextIO
@@ -210,7 +210,7 @@ def _status(config: ClusterConfig, args: argparse.Namespace, timeout: float,
     # In parallel, so a hung daemon or a slow ssh costs one timeout, not one each.
     # Each task fills in only its own rows.
     with ThreadPoolExecutor(max_workers=min(16, len(local) + len(remote_nodes) or 1)) as pool:
-        tasks = [pool.submit(query, row, timeout) for row in local]
+        tasks: list[Future[Any]] = [pool.submit(query, row, timeout) for row in local]
         tasks += [pool.submit(_merge_remote, config, node, rows, args.ssh_command, timeout)
                   for node in remote_nodes]
         for task in tasks:
