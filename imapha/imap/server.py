@@ -25,6 +25,10 @@ CONTINUATION    send its tagged response                    COMMANDS
 any             fatal violation, send BYE, or EOF drained   CLOSED
 ==============  ==========================================  ==============
 
+While PAUSED the client should send nothing; if it sends more than
+``max_command`` octets anyway the connection ends with ``* BYE [LIMIT]``, so
+even a paused connection never buffers without bound.
+
 A tagged OK to STARTTLS also discards whatever the client sent after the
 STARTTLS line before TLS (a plaintext-injection attempt, CVE-2011-0411 style);
 :attr:`discarded_after_starttls` counts those octets.
@@ -50,7 +54,7 @@ from .commands import (
     parse_command,
     parse_sasl_line,
 )
-from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from .errors import LimitExceeded, LocalProtocolError, ProtocolError, RemoteProtocolError
 from .events import (
     CLOSED,
     NEED_DATA,
@@ -132,6 +136,7 @@ class ServerConnection:
         self._eof = False
         self._greeted = False
         self.discarded_after_starttls = 0
+        self._overflow = False
 
     # -- configuration ----------------------------------------------------------------
 
@@ -156,11 +161,20 @@ class ServerConnection:
             self._eof = True
         elif self._mode is not Mode.CLOSED:
             self._framer.feed(data)
+            if self._mode is Mode.WAIT_DECISION and self._framer.buffered > self.limits.max_command:
+                # The client should be waiting; it is not: never buffer without bound.
+                self._overflow = True
 
     def next_event(self) -> ServerEvent | Sentinel:
         mode = self._mode
         if mode is Mode.CLOSED:
             return CLOSED
+        if self._overflow:
+            self._framer.drop_buffer()
+            err = LimitExceeded(
+                "Too much data sent while a command waits", limit="max_command", code="LIMIT"
+            )
+            return self._violation(err, fatal=True)
         if mode is Mode.WAIT_DECISION:
             return PAUSED
         out = self._continuation_line() if mode is Mode.CONTINUATION else self._command()

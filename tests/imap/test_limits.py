@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from imapha.imap import (
+    CLOSED,
     NEED_DATA,
+    PAUSED,
     PRE_LOGIN,
     Atom,
     ClientConnection,
@@ -139,3 +141,15 @@ def test_literal_minus_server_refuses_big_non_sync_but_not_sync() -> None:
         ServerConnection(limits), b"a3 APPEND INBOX {%d+}\r\n" % len(small) + small + b"\r\n"
     )
     assert events == [Command(Tag("a3"), "APPEND", (Atom("INBOX"), Literal(small)))]
+
+
+def test_paused_connection_does_not_buffer_without_bound() -> None:
+    conn = ServerConnection(PRE_LOGIN)
+    conn.receive_data(b"a1 AUTHENTICATE PLAIN\r\n")
+    assert drain_server(conn)[-1] is PAUSED
+    for _ in range(PRE_LOGIN.max_command // 1000 + 2):
+        conn.receive_data(b"z" * 1000)
+    [v, closed] = drain_server(conn)
+    assert isinstance(v, ProtocolViolation) and v.fatal
+    assert v.response == b"* BYE [LIMIT] Too much data sent while a command waits\r\n"
+    assert closed is CLOSED and conn._framer.buffered == 0
