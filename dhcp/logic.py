@@ -64,7 +64,7 @@ from dhcp.packet import (
     Packet,
 )
 from dhcp.registrations import Registration, Registrations
-from dhcp.store import ClientKey, LeaseState, LeaseStore, admits, client_key
+from dhcp.store import ClientKey, LeaseConflict, LeaseState, LeaseStore, admits, client_key
 
 BROADCAST = IPv4Address("255.255.255.255")
 # Parameters sent whether or not the client asked for them (when configured).
@@ -211,6 +211,15 @@ class Outcome:
         return last if isinstance(last, Probe) else None
 
 
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """One request of a batch: what the logic decided and what is left to send."""
+
+    outcome: Outcome
+    result: Reply | Probe | None
+    conflict: LeaseConflict | None = None
+
+
 def apply(outcome: Outcome, store: LeaseStore) -> Reply | Probe | None:
     """Run the store writes in order, then return the reply to send (or the probe to run).
 
@@ -322,6 +331,23 @@ class Server:
             request.hwaddr,
             self.registrations.for_client(client_id, request.htype, request.hwaddr),
         )
+
+    def handle_batch(self, requests: Sequence[tuple[Packet, Ingress]], now: float) -> list[Handled]:
+        """Handle requests in order under one group commit (:meth:`LeaseStore.batch`).
+
+        Each request sees the writes of those before it. Send the results only
+        after this returns: that is when their bindings are durable. A request
+        whose write conflicts gets ``conflict`` set and nothing to send.
+        """
+        handled: list[Handled] = []
+        with self.store.batch():
+            for packet, ingress in requests:
+                outcome = self.handle(packet, ingress, now)
+                try:
+                    handled.append(Handled(outcome, apply(outcome, self.store)))
+                except LeaseConflict as conflict:
+                    handled.append(Handled(outcome, None, conflict))
+        return handled
 
     # -- where the client is -----------------------------------------------
 

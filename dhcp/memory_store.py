@@ -7,6 +7,7 @@ same store test suite runs against both).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import replace
 from ipaddress import IPv4Address
@@ -27,6 +28,10 @@ from dhcp.store import (
 class MemoryStore:
     def __init__(self) -> None:
         self._rows: dict[IPv4Address, Lease] = {}
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        yield  # every write is immediate (and never durable)
 
     def get(self, address: IPv4Address) -> Lease | None:
         return self._rows.get(address)

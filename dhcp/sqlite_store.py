@@ -19,10 +19,15 @@ expiries run with ``synchronous=NORMAL``: they reach the disk with the next
 FULL commit or checkpoint, and losing them in a crash is harmless (see
 :mod:`dhcp.store`). The connection is opened with ``check_same_thread=False``
 and a lock serialises its use, so a thread pool may call it.
+
+Group commit: inside :meth:`SQLiteStore.batch` every write is a SAVEPOINT of
+one transaction that commits, with one fsync, when the block ends; a
+conflicting write rolls back to its savepoint alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -70,7 +75,8 @@ def _lease(row: _Row) -> Lease:
 class SQLiteStore:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._in_batch = False
         self._db = sqlite3.connect(
             str(self.path), isolation_level=None, check_same_thread=False, timeout=10.0
         )
@@ -130,22 +136,62 @@ class SQLiteStore:
             ).fetchall()
         return {IPv4Address(row[0]) for row in rows}
 
-    def reserve(
-        self, address: IPv4Address, client: ClientKey, hwaddr: bytes, now: float, until: float
-    ) -> Lease:
+    @contextlib.contextmanager
+    def _transaction(self, level: str) -> Iterator[None]:
+        """One write: its own transaction, or a savepoint inside :meth:`batch`."""
         with self._lock:
-            self._synchronous("NORMAL")
+            if self._in_batch:
+                self._db.execute("SAVEPOINT write")
+                try:
+                    yield
+                except BaseException:
+                    self._db.execute("ROLLBACK TO write")
+                    self._db.execute("RELEASE write")
+                    raise
+                self._db.execute("RELEASE write")
+                return
+            self._synchronous(level)
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                existing = self._row(address)
-                lease = reserved_record(existing, address, client, hwaddr, now=now, until=until)
-                if lease is not existing:
-                    self._write(lease)
+                yield
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
-            return lease
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group commit: every write in the block is durable, with one fsync, at its end.
+
+        A write that raises (a :class:`LeaseConflict`) is undone alone; the
+        others stand. Nothing is durable before the block ends, so replies for
+        its writes must wait until it has.
+        """
+        with self._lock:
+            if self._in_batch:
+                yield
+                return
+            self._synchronous("FULL")
+            self._db.execute("BEGIN IMMEDIATE")
+            self._in_batch = True
+            try:
+                yield
+            except BaseException:
+                self._in_batch = False
+                self._db.execute("ROLLBACK")
+                raise
+            self._in_batch = False
+            self._db.execute("COMMIT")
+
+    def reserve(
+        self, address: IPv4Address, client: ClientKey, hwaddr: bytes, now: float, until: float
+    ) -> Lease:
+        with self._transaction("NORMAL"):
+            existing = self._row(address)
+            lease = reserved_record(existing, address, client, hwaddr, now=now, until=until)
+            if lease is not existing:
+                self._write(lease)
+        return lease
 
     def commit(
         self,
@@ -157,56 +203,40 @@ class SQLiteStore:
         expires: float,
         hostname: str | None,
     ) -> Lease:
-        with self._lock:
-            self._synchronous("FULL")
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                existing = self._row(address)
-                if not admits(existing, client, starts):
-                    assert existing is not None
-                    raise LeaseConflict(address, existing)
-                lease = Lease(address, client, hwaddr, LeaseState.BOUND, starts, expires, hostname)
-                self._write(lease)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-            return lease
+        with self._transaction("FULL"):
+            existing = self._row(address)
+            if not admits(existing, client, starts):
+                assert existing is not None
+                raise LeaseConflict(address, existing)
+            lease = Lease(address, client, hwaddr, LeaseState.BOUND, starts, expires, hostname)
+            self._write(lease)
+        return lease
 
     def release(self, address: IPv4Address, client: ClientKey, now: float) -> bool:
-        with self._lock:
-            self._synchronous("NORMAL")
+        with self._transaction("NORMAL"):
             cursor = self._db.execute(
                 "UPDATE leases SET state = 'released', expires = ?"
                 " WHERE address = ? AND client = ? AND state IN ('offered', 'bound')"
                 " AND expires > ?",
                 (now, int(address), client, now),
             )
-            return cursor.rowcount == 1
+        return cursor.rowcount == 1
 
     def decline(self, address: IPv4Address, client: ClientKey, now: float, until: float) -> bool:
-        with self._lock:
-            self._synchronous("FULL")
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                lease = declined_record(self._row(address), client, until)
-                if lease is not None:
-                    self._write(lease)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-            return lease is not None
+        with self._transaction("FULL"):
+            lease = declined_record(self._row(address), client, until)
+            if lease is not None:
+                self._write(lease)
+        return lease is not None
 
     def expire(self, now: float) -> int:
-        with self._lock:
-            self._synchronous("NORMAL")
+        with self._transaction("NORMAL"):
             cursor = self._db.execute(
                 "UPDATE leases SET state = 'expired'"
                 " WHERE state IN ('offered', 'bound', 'declined') AND expires <= ?",
                 (now,),
             )
-            return cursor.rowcount
+        return cursor.rowcount
 
     def leases(self) -> Iterator[Lease]:
         with self._lock:

@@ -16,7 +16,8 @@ threads, race for one address.
 
 Durability: :meth:`LeaseStore.commit` and :meth:`LeaseStore.decline` are on
 stable storage when they return (RFC 2131 §4.3.2: the binding is recorded
-before the DHCPACK goes out). Offers, releases and expiries may be lost in a
+before the DHCPACK goes out) or, inside :meth:`LeaseStore.batch`, when the
+block ends (group commit: one fsync for many ACKs). Offers, releases and expiries may be lost in a
 crash: the worst outcome is a client NAKed or an address idle until expiry.
 
 Client keys are strings (:func:`client_key`): ``id:`` and the hex of option 61
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Protocol
@@ -106,6 +108,10 @@ class LeaseStore(Protocol):
 
     def get(self, address: IPv4Address) -> Lease | None:
         """The record of ``address``, in whatever state, or None."""
+        ...
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Group commit: the block's writes become durable together when it ends."""
         ...
 
     def by_client(self, client: ClientKey) -> list[Lease]:

@@ -13,6 +13,7 @@ from dhcp.logic import (
     Delivery,
     DropReason,
     Ingress,
+    Reply,
     Reserve,
     Server,
     addressing,
@@ -583,3 +584,22 @@ def test_option_82_from_a_layer2_relay_is_echoed_without_giaddr(server: Server) 
     _, offer = run(server, Client(mac(1), relay_info=info).discover())
     assert offer is not None and offer.packet.options.relay_agent_info == info
     assert offer.packet.options.codes()[-1] == Opt.RELAY_AGENT_INFO
+
+
+def test_batch_of_requests_is_handled_in_order_with_one_commit(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "batch.db")
+    server = make_server(store)
+    clients = [Client(mac(n)) for n in range(10)]
+    offers = server.handle_batch([(c.discover(), LOCAL) for c in clients], T0)
+    addresses = [h.result.packet.yiaddr for h in offers if isinstance(h.result, Reply)]
+    assert len(set(addresses)) == 10  # each saw the reservations before it
+    stranger = Client(mac(99))
+    requests = [(c.select(a), LOCAL) for c, a in zip(clients, addresses, strict=True)]
+    requests.append((stranger.select(addresses[0]), LOCAL))
+    acks = server.handle_batch(requests, T0 + 1)
+    kinds = [h.result.packet.message_type for h in acks if isinstance(h.result, Reply)]
+    assert kinds == [MessageType.ACK] * 10 + [MessageType.NAK]
+    reopened = SQLiteStore(tmp_path / "batch.db")
+    assert sum(1 for lease in reopened.leases() if lease.state is LeaseState.BOUND) == 10
+    reopened.close()
+    store.close()

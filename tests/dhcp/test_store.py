@@ -194,3 +194,35 @@ def test_sqlite_two_connections_cannot_both_take_an_address(tmp_path: Path) -> N
         two.commit(A, BOB, HW, starts=T0 + 1, expires=T0 + 60, hostname=None)
     one.close()
     two.close()
+
+
+# -- group commit --------------------------------------------------------------------
+
+
+def test_batch_undoes_only_the_conflicting_write(store: LeaseStore) -> None:
+    store.commit(A, ALICE, HW, starts=T0, expires=T0 + 100, hostname=None)
+    with store.batch():
+        store.commit(B, BOB, HW, starts=T0, expires=T0 + 100, hostname=None)
+        with pytest.raises(LeaseConflict):
+            store.commit(A, BOB, HW, starts=T0, expires=T0 + 100, hostname=None)
+        assert store.get(B) is not None  # earlier writes are visible inside the batch
+    lease_a, lease_b = store.get(A), store.get(B)
+    assert lease_a is not None and lease_a.client == ALICE
+    assert lease_b is not None and lease_b.client == BOB
+
+
+def test_sqlite_batch_is_durable_at_its_end_and_not_before(tmp_path: Path) -> None:
+    path = tmp_path / "leases.db"
+    store, reader = SQLiteStore(path), SQLiteStore(path)
+    with store.batch():
+        store.commit(A, ALICE, HW, starts=T0, expires=T0 + 100, hostname=None)
+        store.reserve(B, BOB, HW, now=T0, until=T0 + 30)
+        assert reader.get(A) is None  # not committed yet: no reply may go out
+    assert reader.get(A) is not None and reader.get(B) is not None
+    with pytest.raises(RuntimeError), store.batch():
+        store.release(A, ALICE, T0 + 1)
+        raise RuntimeError("the I/O layer failed mid-batch")
+    lease = reader.get(A)
+    assert lease is not None and lease.state is LeaseState.BOUND  # the whole batch undone
+    store.close()
+    reader.close()
