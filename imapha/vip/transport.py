@@ -78,7 +78,7 @@ class Received:
 
 
 class DropCounter(collections.Counter[DropReason]):
-    """Drops by reason; the daemon exports it as imapha_vip_dropped_packets_total."""
+    """Drops by reason; the daemon exports it as imapha_vipd_dropped_packets_total."""
 
 
 def _mreqn(group: ipaddress.IPv4Address, ifindex: int) -> bytes:

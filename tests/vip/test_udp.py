@@ -76,7 +76,7 @@ def test_election_and_takeover_over_udp_loopback() -> None:
         took = run(nodes, lambda: b.router.state is State.MASTER, timeout=5)
         mdi = 0.3 + (256 - 100) / 256 * 0.1
         # The timer runs from B's last advert, at most one interval before the kill.
-        assert mdi - 0.1 - 0.02 < took < mdi + 0.3
+        assert mdi - 0.1 - 0.02 < took < mdi + 0.5  # upper bound: slack for a loaded CI box
         assert VIP in cb.socks and connectable(port)
         # A comes back, higher priority: it preempts, B gives the VIP up.
         a.router = VirtualRouter(a.router.config)
@@ -89,7 +89,7 @@ def test_election_and_takeover_over_udp_loopback() -> None:
         a.feed(Shutdown(time.monotonic()))
         nodes[0].alive = False
         took = run(nodes, lambda: b.router.state is State.MASTER, timeout=5)
-        assert took < 0.1 + 0.1
+        assert took < 0.25  # silence alone would take >= 0.26 (Master_Down - interval)
     finally:
         for sock in [*ca.socks.values(), *cb.socks.values()]:
             sock.close()
