@@ -28,7 +28,9 @@ deliberately adds no network listener. Two ways to reach them:
    ctl --config SAME_PATH status --json --only-node NODE`` for each node whose
    sockets are not on this host, and merges the answers into one table.
    ``--ssh-command`` replaces the ``ssh ...`` part (a jump host, a key...).
-   The same works by hand for any verb: ``ssh b imapha ctl drain b``.
+   ``drain NODE --ssh`` / ``undrain NODE --ssh`` likewise run ``imapha ctl
+   drain NODE`` on the node when none of its sockets is here; by hand it
+   works for any verb: ``ssh b imapha ctl kick alice``.
 2. Forward one socket: ``ssh -N -L /tmp/b-proxy.sock:/run/imapha/b/proxy.sock b``,
    then ``curl --unix-socket /tmp/b-proxy.sock http://x/status``.
 
@@ -89,17 +91,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="cluster config file")
         return sp
 
+    def add_ssh(sp: argparse.ArgumentParser, what: str) -> None:
+        sp.add_argument("--ssh", action="store_true",
+                        help=f"{what} over ssh when its sockets are not on this host")
+        sp.add_argument("--ssh-command", default=DEFAULT_SSH,
+                        help="how to run a command on a node (default: %(default)s)")
+
     status = add("status", "show every daemon of the cluster reachable from here")
     status.add_argument("--json", action="store_true", help="a JSON list instead of a table")
-    status.add_argument("--ssh", action="store_true",
-                        help="ask nodes whose sockets are not on this host over ssh")
-    status.add_argument("--ssh-command", default=DEFAULT_SSH,
-                        help="how to run a command on a node (default: %(default)s)")
+    add_ssh(status, "ask a node")
     status.add_argument("--only-node", metavar="NODE", help="only this node's daemons")
     drain = add("drain", "stop NODE taking new work: its VIPs move away, sessions finish")
     drain.add_argument("target", metavar="NODE")
+    add_ssh(drain, "drain the node")
     undrain = add("undrain", "let NODE take work (and its VIPs) again")
     undrain.add_argument("target", metavar="NODE")
+    add_ssh(undrain, "undrain the node")
     kick = add("kick", "end USER's sessions on every proxy")
     kick.add_argument("target", metavar="USER")
     drain_backend = add("drain-backend", "route no new session to backend NAME")
@@ -123,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "status":
         return _status(config, args, timeout, out)
     if args.action in {"drain", "undrain"}:
-        return _drain(config, args.action, args.target, timeout, out)
+        return _drain(config, args.action, args.target, timeout, out,
+                      ssh_command=args.ssh_command if args.ssh else None)
     if args.action == "kick":
         return _to_proxies(config, "/kick", {"user": args.target}, timeout, out)
     if args.action == "drain-backend":
@@ -308,12 +316,15 @@ def _describe(target: str, body: JsonObject) -> str:
         or "ok"
 
 
-def _drain(config: ClusterConfig, action: str, node: str, timeout: float, out: TextIO) -> int:
+def _drain(config: ClusterConfig, action: str, node: str, timeout: float, out: TextIO,
+           *, ssh_command: str | None = None) -> int:
     if node not in config.node_names:
         print(f"imapha ctl: no node {node!r} (nodes: {', '.join(config.node_names)})",
               file=sys.stderr)
         return EXIT_USAGE
     rows = _targets(config, [node])
+    if ssh_command is not None and not any(Path(r.socket).exists() for r in rows):
+        return _drain_remote(config, action, node, timeout, out, ssh_command=ssh_command)
     if action == "undrain":
         rows.reverse()
     ok = True
@@ -322,6 +333,27 @@ def _drain(config: ClusterConfig, action: str, node: str, timeout: float, out: T
         ok = ok and success
         out.write(f"{row.node}  {row.role:<8} {text}\n")
     return EXIT_OK if ok else EXIT_FAILED
+
+
+def _drain_remote(config: ClusterConfig, action: str, node: str, timeout: float, out: TextIO, *,
+                  ssh_command: str) -> int:
+    """``ssh NODE imapha ctl drain NODE``: the node drains its own daemons, in order."""
+    host = str(config.node(node).address)
+    command = [*shlex.split(ssh_command), host, REMOTE_PROGRAM, "ctl",
+               "--config", str(config.path), "--timeout", f"{timeout:g}", action, node]
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True,
+                              timeout=timeout * len(ROLE_ORDER) + 10, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        out.write(f"{node}  ssh {host}: {exc}\n")
+        return EXIT_FAILED
+    for line in proc.stdout.splitlines():
+        out.write(f"{line}  [ssh {host}]\n")
+    if proc.stderr.strip():
+        sys.stderr.write(proc.stderr)
+    if proc.returncode in {EXIT_OK, EXIT_FAILED, EXIT_USAGE}:
+        return proc.returncode
+    return EXIT_FAILED  # ssh's own 255, or anything else: not done
 
 
 def _to_proxies(config: ClusterConfig, target: str, body: JsonObject, timeout: float,

@@ -136,14 +136,16 @@ def test_usage_and_config_errors_exit_2(root: Path, config: Path) -> None:
     assert result.returncode == 2 and "max_conections" in result.stderr
 
 
-def test_status_asks_remote_nodes_over_ssh(root: Path, daemons: Daemons) -> None:
-    """Node b's sockets are not on "this host": ctl --ssh asks b, and merges."""
+def remote_setup(root: Path) -> tuple[Path, Path, Path, Path]:
+    """Configs where node b's sockets are "elsewhere", and an ssh that reaches them.
+
+    Returns (real config, local config, fake ssh, the file where it logs its argv).
+    """
     real = write_config(root)
     local = write_config(root, name="local.toml")
     local.write_text(local.read_text().replace(
         'interface = "lo"\n\n[[vips]]',
         f'interface = "lo"\nrun_dir = "{root}/elsewhere/b"\n\n[[vips]]'))
-    d = start_all(daemons, real, ("a", "vipd"), ("a", "proxy"), ("b", "vipd"), ("b", "proxy"))
     argv_log = root / "ssh-argv.json"
     fake_ssh = root / "fake-ssh"
     fake_ssh.write_text(f"""#!{sys.executable}
@@ -158,6 +160,13 @@ rest[rest.index("--config") + 1] = {str(real)!r}
 os.execv(sys.executable, [sys.executable, "-m", "imapha", *rest])
 """)
     fake_ssh.chmod(fake_ssh.stat().st_mode | stat.S_IXUSR)
+    return real, local, fake_ssh, argv_log
+
+
+def test_status_asks_remote_nodes_over_ssh(root: Path, daemons: Daemons) -> None:
+    """Node b's sockets are not on "this host": ctl --ssh asks b, and merges."""
+    real, local, fake_ssh, argv_log = remote_setup(root)
+    d = start_all(daemons, real, ("a", "vipd"), ("a", "proxy"), ("b", "vipd"), ("b", "proxy"))
 
     without = ctl(local, "status")
     assert without.returncode == 1
@@ -174,6 +183,22 @@ os.execv(sys.executable, [sys.executable, "-m", "imapha", *rest])
     assert calls[0][:3] == ["192.0.2.12", "imapha", "ctl"]
     assert calls[0][calls[0].index("--only-node") + 1] == "b"
     assert os.path.exists(d["b/proxy"].socket)
+
+
+def test_drain_a_remote_node_over_ssh(root: Path, daemons: Daemons) -> None:
+    real, local, fake_ssh, argv_log = remote_setup(root)
+    d = start_all(daemons, real, ("b", "vipd"), ("b", "proxy"))
+    result = ctl(local, "drain", "b", "--ssh", "--ssh-command", str(fake_ssh))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [line.split() for line in result.stdout.splitlines()] == [
+        ["b", "vipd", "drained", "[ssh", "192.0.2.12]"],
+        ["b", "proxy", "drained", "[ssh", "192.0.2.12]"]]
+    assert d["b/vipd"].status()["draining"] and d["b/proxy"].status()["draining"]
+    assert json.loads(argv_log.read_text())[-2:] == ["drain", "b"]
+    d["b/vipd"].stop()
+    result = ctl(local, "undrain", "b", "--ssh", "--ssh-command", str(fake_ssh))
+    assert result.returncode == 1  # the remote side found vipd down
+    assert d["b/proxy"].status()["draining"] is False
 
 
 def test_ctl_does_not_load_the_reactor() -> None:
