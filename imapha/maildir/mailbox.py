@@ -48,10 +48,10 @@ from imapha.maildir.names import (
     FLAG_LETTERS,
     KEYWORD_LETTERS,
     LETTER_FLAGS,
-    MaildirName,
     UniqueNames,
     build_name,
     parse_name,
+    size_field,
 )
 
 __all__ = ["Mailbox", "Message", "MessageExpunged", "StoreMode", "SyncResult"]
@@ -85,7 +85,6 @@ class Message:
     flags: frozenset[str]  # IMAP system flags, e.g. \Seen
     keywords: frozenset[str]
     size: int
-    internaldate: float  # the file's mtime
     other_letters: str = ""  # letters we keep but do not map (P, unknown keyword indexes)
 
     @property
@@ -146,8 +145,11 @@ class Mailbox:
         self._uid_validity = 0
         self._next_uid = 1
         self._stamps: tuple[_StatKey, ...] | None = None
-        self._fileinfo: dict[str, tuple[int, float]] = {}  # base -> (size, mtime)
+        self._sizes: dict[str, int] = {}  # base -> size (contents never change)
+        self._mtimes: dict[str, float] = {}  # base -> INTERNALDATE
+        self._letter_cache: dict[str, tuple[frozenset[str], frozenset[str], str]] = {}
         self._keywords = kw.Keywords({})
+        self._reader = ul.Reader(self.fs, self.path)
         self.stats = {"scans": 0, "locked_syncs": 0, "rescans": 0}
 
     # -- queries -------------------------------------------------------------
@@ -200,15 +202,15 @@ class Mailbox:
     def _scan(self) -> dict[str, tuple[str, str]]:
         """base -> (subdir, filename), from a listing that stayed stable while taken."""
         self.stats["scans"] += 1
+        found: dict[str, tuple[str, str]] = {}
         for _ in range(SCAN_ATTEMPTS):
             before = [_stat_key(self.fs.stat(self.path / d)) for d in ("new", "cur")]
-            found: dict[str, tuple[str, str]] = {}
+            found = {}
             for subdir in ("new", "cur"):
                 listing = self.fs.retry_estale(partial(self.fs.listdir, self.path / subdir))
                 for filename in listing:
-                    if filename.startswith("."):
-                        continue
-                    found[parse_name(filename).base] = (subdir, filename)
+                    if filename[:1] != ".":
+                        found[filename.split(":", 1)[0]] = (subdir, filename)
             after = [_stat_key(self.fs.stat(self.path / d)) for d in ("new", "cur")]
             if before == after:
                 return found
@@ -218,33 +220,54 @@ class Mailbox:
     def _lookup(self, base: str) -> tuple[str, str] | None:
         return self._scan().get(base)
 
-    def _info(self, base: str, subdir: str, filename: str) -> tuple[int, float] | None:
-        cached = self._fileinfo.get(base)
+    def _size(self, base: str, subdir: str, filename: str) -> int | None:
+        size = self._sizes.get(base)
+        if size is None:
+            size = size_field(base)
+            if size is None:
+                try:
+                    size = self.fs.lstat(self.path / subdir / filename).st_size
+                except FileNotFoundError:
+                    return None
+            self._sizes[base] = size
+        return size
+
+    def internaldate(self, uid: int) -> float:
+        """INTERNALDATE: the file's mtime, set once at delivery/APPEND and never
+        changed, so it is read on first use and cached."""
+        msg = self.get(uid)
+        cached = self._mtimes.get(msg.base)
         if cached is not None:
             return cached
-        try:
-            st = self.fs.lstat(self.path / subdir / filename)
-        except FileNotFoundError:
-            return None
-        size = parse_name(filename).size
-        info = (size if size is not None else st.st_size, st.st_mtime)
-        self._fileinfo[base] = info
-        return info
+        where: tuple[str, str] | None = (msg.subdir, msg.filename)
+        for _ in range(LOOKUP_ATTEMPTS):
+            if where is None:
+                break
+            try:
+                mtime = self.fs.lstat(self.path / where[0] / where[1]).st_mtime
+            except FileNotFoundError:
+                where = self._lookup(msg.base)
+                continue
+            self._mtimes[msg.base] = mtime
+            return mtime
+        raise MessageExpunged(uid)
 
-    def _message(self, rec: ul.UidRecord, subdir: str, filename: str) -> Message | None:
-        info = self._info(rec.base, subdir, filename)
-        if info is None:
+    def _message(self, uid: int, base: str, subdir: str, filename: str) -> Message | None:
+        size = self._size(base, subdir, filename)
+        if size is None:
             return None
-        name = parse_name(filename)
-        flags, keywords, other = self._decode_letters(name)
-        return Message(rec.uid, rec.base, subdir, filename, flags, keywords, info[0], info[1],
-                       other)
+        _, sep, info = filename.partition(":")
+        letters = info[2:] if sep and info.startswith("2,") else ""
+        decoded = self._letter_cache.get(letters)
+        if decoded is None:
+            decoded = self._letter_cache[letters] = self._decode_letters(letters)
+        return Message(uid, base, subdir, filename, decoded[0], decoded[1], size, decoded[2])
 
-    def _decode_letters(self, name: MaildirName) -> tuple[frozenset[str], frozenset[str], str]:
+    def _decode_letters(self, letters: str) -> tuple[frozenset[str], frozenset[str], str]:
         flags: set[str] = set()
         keywords: set[str] = set()
         other = []
-        for letter in name.letters or "":
+        for letter in letters:
             if letter in LETTER_FLAGS:
                 flags.add(LETTER_FLAGS[letter])
             elif letter in KEYWORD_LETTERS and (
@@ -252,7 +275,12 @@ class Mailbox:
                 keywords.add(kname)
             else:
                 other.append(letter)
-        return frozenset(flags), frozenset(keywords), "".join(other)
+        return frozenset(flags), frozenset(keywords), "".join(sorted(other))
+
+    def _set_keywords(self, table: kw.Keywords) -> None:
+        if table != self._keywords:
+            self._keywords = table
+            self._letter_cache.clear()
 
     def _lock(self) -> DotLock:
         return self.fs.dotlock(self.path / ul.FILENAME, timeout=self.lock_timeout,
@@ -263,10 +291,10 @@ class Mailbox:
         stamps = self._stamp()
         if stamps == self._stamps and not self._dirty(stamps):
             return SyncResult(self._uid_validity, self._next_uid)
-        self._keywords = kw.read(self.fs, self.path)
+        self._set_keywords(kw.read(self.fs, self.path))
         files = self._scan()
         try:
-            current = ul.read(self.fs, self.path)
+            current = self._reader.read()
         except ul.UidListCorrupt:
             current = None
         listed = current.by_base() if current is not None else {}
@@ -293,29 +321,31 @@ class Mailbox:
     def _sync_under(self, lock: DotLock) -> tuple[ul.UidList, dict[str, tuple[str, str]]]:
         self.stats["locked_syncs"] += 1
         try:
-            current = ul.read(self.fs, self.path)
+            current = self._reader.read()
         except ul.UidListCorrupt:
             current = None
         files = self._scan()
         files = self._move_new_to_cur(files)
         lock.refresh()
-        changed = False
+        rewrite = False
         if current is None:
             current = self._fresh_uidlist()
-            changed = True
-        listed = current.by_base()
+            rewrite = True
         # Confirmed under the lock: records without a file are expunged.
         kept = [rec for rec in current.records if rec.base in files]
         if len(kept) != len(current.records):
             current = current.with_records(kept)
-            changed = True
-        unlisted = sorted(b for b in files if b not in listed)
+            rewrite = True
+        unlisted = sorted(b for b in files if not current.has_base(b))
+        added: list[ul.UidRecord] = []
         if unlisted:
-            current, _ = current.assign(unlisted)
-            changed = True
-        if changed:
+            current, added = current.assign(unlisted)
+        if rewrite or (added and not self._reader.ends_with_newline):
             lock.verify()
             ul.write(self.fs, self.path, current, self.perms)
+        elif added:
+            lock.verify()
+            ul.append(self.fs, self.path, added)
         self.fs.remove_litter(self.path, LITTER_PREFIXES)
         return current, files
 
@@ -353,7 +383,7 @@ class Mailbox:
             where = files.get(rec.base)
             if where is None:
                 continue
-            msg = self._message(rec, *where)
+            msg = self._message(rec.uid, rec.base, *where)
             if msg is not None:
                 view[rec.uid] = msg
         added = tuple(m for uid, m in sorted(view.items()) if uid not in old)
@@ -370,9 +400,10 @@ class Mailbox:
         self._next_uid = current.next_uid
         # Stamps taken before the scan: a change during it shows up next time.
         self._stamps = stamps
-        live = {m.base for m in view.values()}
-        if len(self._fileinfo) > 2 * len(live) + 64:
-            self._fileinfo = {b: i for b, i in self._fileinfo.items() if b in live}
+        if len(self._sizes) > 2 * len(view) + 64:
+            live = {m.base for m in view.values()}
+            self._sizes = {b: i for b, i in self._sizes.items() if b in live}
+            self._mtimes = {b: i for b, i in self._mtimes.items() if b in live}
         return SyncResult(current.uid_validity, current.next_uid, added, expunged, changed,
                           validity_changed)
 
@@ -386,7 +417,7 @@ class Mailbox:
             letters.add(letter)
         names = list(keywords)
         if names:
-            self._keywords = kw.add(self.fs, self.path, names, self.perms, self.lock_timeout)
+            self._set_keywords(kw.add(self.fs, self.path, names, self.perms, self.lock_timeout))
             found = self._keywords.letters_for(names)
             assert found is not None
             letters.update(found)
@@ -417,7 +448,7 @@ class Mailbox:
                 if found is None:
                     self._view.pop(uid, None)
                     raise MessageExpunged(uid) from None
-                fresh = self._message(ul.UidRecord(uid, msg.base), *found)
+                fresh = self._message(uid, msg.base, *found)
                 if fresh is None:
                     continue
                 msg = fresh
@@ -454,7 +485,7 @@ class Mailbox:
                 lock.refresh()
             self.fs.fsync_dir(self.path / "cur")
             try:
-                current = ul.read(self.fs, self.path)
+                current = self._reader.read()
             except ul.UidListCorrupt:
                 current = None
             if current is not None:
@@ -479,16 +510,19 @@ class Mailbox:
             with self._lock() as lock:
                 return self.assign_uids(bases, lock)
         try:
-            current = ul.read(self.fs, self.path)
+            current = self._reader.read()
         except ul.UidListCorrupt:
             current = None
         if current is None:
             # No trustworthy list: build one from a full locked scan (lists ours too).
             current = self._rebuild_locked(held)
         else:
-            current, _ = current.assign(bases)
+            current, added = current.assign(bases)
             held.verify()
-            ul.write(self.fs, self.path, current, self.perms)
+            if self._reader.ends_with_newline:
+                ul.append(self.fs, self.path, added)
+            else:
+                ul.write(self.fs, self.path, current, self.perms)
         by_base = current.by_base()
         return [by_base[b].uid for b in bases]
 
@@ -541,7 +575,7 @@ class Mailbox:
                     data = self.read(msg.uid)
                 except MessageExpunged:
                     return False
-                self.fs.write_new(target, data, perms, mtime=msg.internaldate)
+                self.fs.write_new(target, data, perms, mtime=self.internaldate(msg.uid))
                 return True
         return False
 

@@ -81,10 +81,17 @@ class MaildirName:
     @property
     def size(self) -> int | None:
         """The ``,S=<n>`` size field of the base, if present and well formed."""
-        for field in self.base.split(",")[1:]:
-            if field.startswith("S=") and field[2:].isdigit():
-                return int(field[2:])
+        return size_field(self.base)
+
+
+def size_field(base: str) -> int | None:
+    """The ``,S=<n>`` field of a base name (Dovecot trusts it instead of ``stat``)."""
+    start = base.find(",S=")
+    if start < 0:
         return None
+    end = base.find(",", start + 3)
+    digits = base[start + 3 :] if end < 0 else base[start + 3 : end]
+    return int(digits) if digits.isdigit() else None
 
 
 def parse_name(filename: str) -> MaildirName:

@@ -23,15 +23,28 @@ rename, after re-reading it) are the mailbox's, which calls ``read`` and
 
 from __future__ import annotations
 
+import os
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 from imapha.maildir.fsops import FileSystem, Perms
 from imapha.maildir.names import parse_name
 
-__all__ = ["FILENAME", "UidList", "UidListCorrupt", "UidRecord", "parse", "read", "render", "write"]
+__all__ = [
+    "FILENAME",
+    "Reader",
+    "UidList",
+    "UidListCorrupt",
+    "UidRecord",
+    "append",
+    "parse",
+    "read",
+    "render",
+    "write",
+]
 
 FILENAME = "dovecot-uidlist"
 VERSION = 3
@@ -72,8 +85,16 @@ class UidList:
             # Dovecot leaves N behind when it appends; the effective value is above.
             object.__setattr__(self, "next_uid", last + 1)
 
-    def by_base(self) -> dict[str, UidRecord]:
+    @cached_property
+    def _by_base(self) -> dict[str, UidRecord]:
         return {rec.base: rec for rec in self.records}
+
+    def by_base(self) -> dict[str, UidRecord]:
+        """base name -> record (a fresh dict the caller may change)."""
+        return dict(self._by_base)
+
+    def has_base(self, base: str) -> bool:
+        return base in self._by_base
 
     def with_records(self, records: Iterable[UidRecord], next_uid: int | None = None) -> UidList:
         """A copy holding ``records``; the next UID never goes down."""
@@ -83,7 +104,7 @@ class UidList:
 
     def assign(self, bases: Iterable[str]) -> tuple[UidList, list[UidRecord]]:
         """Give each base name not yet listed the next UID, in the order given."""
-        known = self.by_base()
+        known = self._by_base.copy()
         uid = self.next_uid
         added: list[UidRecord] = []
         for base in bases:
@@ -124,6 +145,15 @@ def _split_header(line: str) -> tuple[int, int, str, tuple[str, ...]]:
 
 
 def _parse_record(line: str, version: int) -> UidRecord:
+    if version != 1:
+        # Fast path: "<uid>[ <fields>] :<name>", fields never hold a space.
+        head, sep, name = line.partition(" :")
+        if sep and name and "/" not in name:
+            if head.isdigit():
+                return UidRecord(int(head), name.split(":", 1)[0])
+            parts = head.split(" ")
+            if parts[0].isdigit() and all(parts[1:]):
+                return UidRecord(int(parts[0]), name.split(":", 1)[0], tuple(parts[1:]))
     uid_s, _, rest = line.partition(" ")
     if not uid_s.isdigit() or not rest:
         raise UidListCorrupt(f"bad record {line!r}")
@@ -147,8 +177,9 @@ def parse(data: bytes) -> UidList:
     except UnicodeDecodeError as exc:
         raise UidListCorrupt(f"not UTF-8: {exc}") from None
     lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
+    # The last element is "" after a final newline, or a line a writer is still
+    # appending (Dovecot and we append under the lock; readers take none): skip it.
+    lines.pop()
     if not lines:
         raise UidListCorrupt("empty file")
     head = lines[0].split()
@@ -171,18 +202,96 @@ def render(uidlist: UidList) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def read(fs: FileSystem, maildir: Path) -> UidList | None:
-    """The current list, or ``None`` when there is none. Reopened by name every time
-    (close-to-open consistency on NFS); ``ESTALE`` retried."""
-    path = maildir / FILENAME
+def _parse_tail(base: UidList, data: bytes) -> UidList:
+    """``base`` plus the complete record lines in ``data`` (what was appended)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UidListCorrupt(f"not UTF-8: {exc}") from None
+    lines = text.split("\n")
+    lines.pop()
+    added = [_parse_record(line, VERSION) for line in lines if line]
+    if not added:
+        return base
+    return UidList(base.uid_validity, base.next_uid, base.guid, base.header_fields,
+                   base.records + tuple(added))
 
-    def attempt() -> UidList | None:
+
+@dataclass
+class Reader:
+    """Reads the list, re-parsing only what changed: nothing when the file is the
+    same (inode, size, mtime), only the appended lines when it grew in place, all
+    of it after a rename. One per Mailbox; reopened by name each time (NFS
+    close-to-open consistency), ``ESTALE`` retried."""
+
+    fs: FileSystem
+    maildir: Path
+    _key: tuple[int, int, int] | None = None
+    _parsed_size: int = 0
+    _list: UidList | None = None
+    ends_with_newline: bool = False
+
+    def read(self) -> UidList | None:
+        return self.fs.retry_estale(self._attempt)
+
+    def _attempt(self) -> UidList | None:
+        path = self.maildir / FILENAME
         try:
-            return parse(fs.read_file(path))
+            fd = self.fs.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except FileNotFoundError:
+            self._key, self._list = None, None
             return None
+        try:
+            st = os.fstat(fd)
+            key = (st.st_ino, st.st_size, st.st_mtime_ns)
+            if self._list is not None and key == self._key:
+                return self._list
+            grown = (self._list is not None and self._key is not None
+                     and st.st_ino == self._key[0] and st.st_size > self._parsed_size)
+            start = self._parsed_size if grown else 0
+            chunks = []
+            os.lseek(fd, start, os.SEEK_SET)
+            while chunk := os.read(fd, 1 << 20):
+                chunks.append(chunk)
+            data = b"".join(chunks)
+        finally:
+            os.close(fd)
+        complete = data.rfind(b"\n") + 1
+        if grown and self._list is not None:
+            parsed = _parse_tail(self._list, data[:complete])
+        else:
+            parsed = parse(data)
+        self._key = key
+        self._parsed_size = start + complete
+        self._list = parsed
+        self.ends_with_newline = complete == len(data)
+        return parsed
 
-    return fs.retry_estale(attempt)
+    def forget(self) -> None:
+        self._key, self._list, self._parsed_size = None, None, 0
+
+
+def read(fs: FileSystem, maildir: Path) -> UidList | None:
+    """The current list, or ``None`` when there is none (see ``Reader``)."""
+    return Reader(fs, maildir).read()
+
+
+def append(fs: FileSystem, maildir: Path, records: Sequence[UidRecord]) -> None:
+    """Add record lines at the end, as Dovecot does; the header's N stays behind
+    (readers take the last UID + 1). Only under the lock, only after a ``Reader``
+    saw the file end with a newline, so no line is ever glued to a torn one."""
+    if not records:
+        return
+    data = "".join(rec.line() + "\n" for rec in records).encode()
+    path = maildir / FILENAME
+    fd = fs.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        fs.fsync(fd, path)
+    finally:
+        os.close(fd)
 
 
 def write(fs: FileSystem, maildir: Path, uidlist: UidList, perms: Perms) -> None:

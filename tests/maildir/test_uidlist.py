@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from imapha.maildir import uidlist as ul
+from imapha.maildir.fsops import FileSystem, Perms
 
 DOVECOT_SAMPLE = (
     b"3 V1795620413 N1 G6034d7333dfe066bd923000083ecc375\n"
@@ -74,3 +77,29 @@ def test_render_parse_round_trip(gaps: list[int], validity: int, next_uid: int) 
     again = ul.parse(ul.render(original))
     assert again == original
     assert again.next_uid > max([0, *(r.uid for r in records)])
+
+
+def test_reader_parses_only_what_was_appended_and_skips_a_torn_line(tmp_path: Path) -> None:
+    fs = FileSystem()
+    path = tmp_path / ul.FILENAME
+    path.write_bytes(b"3 V5 N1 Gg\n1 :a\n")
+    reader = ul.Reader(fs, tmp_path)
+    first = reader.read()
+    assert first is not None and [r.uid for r in first] == [1]
+    assert reader.read() is first  # unchanged file: the cached parse
+    with path.open("ab") as fh:
+        fh.write(b"2 :b\n3 :c")  # a writer is half way through line 3
+    grown = reader.read()
+    assert grown is not None and [r.uid for r in grown] == [1, 2]
+    assert not reader.ends_with_newline
+    with path.open("ab") as fh:
+        fh.write(b"\n")
+    done = reader.read()
+    assert done is not None and [r.base for r in done] == ["a", "b", "c"]
+    assert done.next_uid == 4
+    ul.append(fs, tmp_path, [ul.UidRecord(4, "d", ("W9",))])
+    assert path.read_bytes().endswith(b"3 :c\n4 W9 :d\n")
+    # Replaced by rename (a rewrite): parsed afresh.
+    ul.write(fs, tmp_path, ul.UidList(6, 9, "h", (), (ul.UidRecord(8, "z"),)), Perms())
+    fresh = reader.read()
+    assert fresh is not None and (fresh.uid_validity, [r.uid for r in fresh]) == (6, [8])
