@@ -39,6 +39,8 @@ server identifier: the VIP, so renewals follow the active node.
 
 A registered address is only ever offered to its own host: dynamic allocation
 skips registered addresses, and a renewal of one by another client is NAKed.
+A registered host asking to keep any other address on that link is NAKed, so
+it comes back with DISCOVER and gets its registered one.
 If a host's registered address is still held by someone else's lease, the host
 gets a dynamic address meanwhile.
 """
@@ -374,13 +376,25 @@ class Server:
         """May ``client`` have ``address`` of ``subnet`` at all (store aside)?"""
         owner = self.registrations.owner_of(address)
         if owner is not None:
-            return owner is client.registration
+            return owner == client.registration
         if subnet.network.prefixlen < 31 and address in (
             subnet.network.network_address,
             subnet.network.broadcast_address,
         ):
             return False
         return subnet.in_pool(address)
+
+    def _registered_elsewhere(
+        self, link: Sequence[Subnet], client: _Client, address: IPv4Address, now: float
+    ) -> bool:
+        """The client has a registration on this link, free for it, at another address."""
+        reg = client.registration
+        return (
+            reg is not None
+            and reg.address != address
+            and self._subnet(link, reg.address) is not None
+            and self._free(reg.address, client, now)
+        )
 
     # -- choosing an address (DISCOVER) ------------------------------------
 
@@ -640,6 +654,8 @@ class Server:
         mine = existing is not None and existing.client == client.key
         if not mine and not self.allocator.allows(wanted, client.key):
             return self._nak(request, ingress, "requested address is not available")
+        if self._registered_elsewhere(link, client, wanted, now):
+            return self._nak(request, ingress, "this host has a registered address")
         return self._ack(request, ingress, client, now, subnet=subnet, address=wanted)
 
     def _init_reboot(
@@ -663,7 +679,11 @@ class Server:
         records = [
             r for r in self.store.by_client(client.key) if r.state is not LeaseState.DECLINED
         ]
-        if not admits(existing, client.key, now) or not self._usable(subnet, wanted, client):
+        if (
+            not admits(existing, client.key, now)
+            or not self._usable(subnet, wanted, client)
+            or self._registered_elsewhere(link, client, wanted, now)
+        ):
             return self._nak(request, ingress, "address is not yours")
         if registered or any(r.address == wanted for r in records):
             return self._ack(request, ingress, client, now, subnet=subnet, address=wanted)
@@ -688,6 +708,8 @@ class Server:
         registered = client.registration is not None and client.registration.address == address
         if not (mine or registered) and not self.allocator.allows(address, client.key):
             return Outcome(drop=DropReason.NOT_OURS)  # the partner's to answer
+        if self._registered_elsewhere(link, client, address, now):
+            return self._nak(request, ingress, "this host has a registered address")
         return self._ack(request, ingress, client, now, subnet=subnet, address=address)
 
     def _decline(self, request: Packet, client: _Client, now: float) -> Outcome:

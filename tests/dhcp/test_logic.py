@@ -603,3 +603,20 @@ def test_batch_of_requests_is_handled_in_order_with_one_commit(tmp_path: Path) -
     assert sum(1 for lease in reopened.leases() if lease.state is LeaseState.BOUND) == 10
     reopened.close()
     store.close()
+
+
+def test_a_newly_registered_host_is_moved_to_its_address_at_renewal(store: LeaseStore) -> None:
+    host = Client(mac(72))
+    dynamic = lease_for(make_server(store), host)
+    registered = ip("192.0.2.11")
+    server = make_server(store, Registrations([Registration(registered, mac=mac(72))]))
+    for request, ingress in (
+        (host.renew(dynamic), LOCAL_UNICAST),
+        (host.init_reboot(dynamic), LOCAL),
+        (host.select(dynamic), LOCAL),
+    ):
+        _, nak = run(server, request, ingress, now=T0 + 100)
+        assert nak is not None and nak.packet.message_type is MessageType.NAK
+    assert lease_for(server, host, now=T0 + 101) == registered
+    old = store.get(dynamic)
+    assert old is not None and old.state is LeaseState.RELEASED
