@@ -1,0 +1,441 @@
+"""A tolerant MIME parser that records byte offsets and never rewrites (RFC 2045/2046, 5322).
+
+Theory of operation
+-------------------
+:func:`parse` walks the raw message once and returns a tree of :class:`Part`.
+A part is only offsets into the caller's bytes: where its header starts, where
+its body starts (just after the blank line, which belongs to the header, as
+``BODY[HEADER]`` wants it) and where its body ends. Every IMAP section
+(``HEADER``, ``TEXT``, ``1.2``, ``1.MIME``) is then a slice of the stored file,
+byte for byte; nothing is decoded or re-folded here.
+
+* Lines end in CRLF or in a bare LF; both are accepted everywhere.
+* The header ends at the first empty line; with none, it runs to the end of
+  the part and the body is empty.
+* A ``multipart/*`` body is cut at delimiter lines: ``--boundary`` at a line
+  start followed by nothing but white space (or ``--`` for the close
+  delimiter). The line end before a delimiter belongs to the delimiter
+  (RFC 2046 §5.1.1), so it is in no part. A missing close delimiter ends the
+  last part at the end of the enclosing region. A multipart whose delimiter is
+  never found has no children (renderers show a dummy empty part, as Dovecot).
+* A ``message/rfc822`` (or ``message/global``) body that is not base64/QP
+  encoded is parsed again as a message, one level deeper.
+* Nesting deeper than :data:`MAX_DEPTH` and more than :data:`MAX_PARTS` parts
+  stop the descent: such parts become leaves. Header fields past
+  :data:`MAX_FIELDS` are still inside the header slice but not indexed.
+
+:func:`parse` never raises on any input: every loop moves forward and every
+offset is clamped to the region it came from (a property test holds it to
+that).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_FIELDS",
+    "MAX_PARTS",
+    "ContentType",
+    "HeaderField",
+    "Part",
+    "parse",
+    "parse_params",
+    "unfold",
+]
+
+#: Multipart / message nesting levels we descend into; deeper parts are leaves.
+MAX_DEPTH = 32
+#: Parts in one message we build; past it, multiparts become leaves.
+MAX_PARTS = 5000
+#: Header fields indexed per part (the header slice itself is always whole).
+MAX_FIELDS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderField:
+    """One header field: ``name`` as written; ``start``/``end`` span its lines
+    (``end`` after the final line end); the value starts at ``value_start``."""
+
+    name: bytes
+    start: int
+    value_start: int
+    end: int
+
+    def raw_value(self, data: bytes) -> bytes:
+        """The value as stored (folds and line ends included, minus the final one)."""
+        raw = data[self.value_start : self.end]
+        if raw.endswith(b"\r\n"):
+            return raw[:-2]
+        if raw.endswith(b"\n"):
+            return raw[:-1]
+        return raw
+
+
+@dataclass(frozen=True, slots=True)
+class ContentType:
+    """A ``Content-Type`` as written: ``maintype``/``subtype`` keep their case."""
+
+    maintype: bytes
+    subtype: bytes
+    params: tuple[tuple[bytes, bytes], ...]
+    explicit: bool  # False: the RFC 2045 §5.2 / RFC 2046 §5.1.5 default
+
+    @property
+    def lower(self) -> tuple[bytes, bytes]:
+        return self.maintype.lower(), self.subtype.lower()
+
+    def param(self, name: bytes) -> bytes | None:
+        name = name.lower()
+        for key, value in self.params:
+            if key.lower() == name:
+                return value
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One MIME entity. ``start``: header start; ``body_start``: after the blank
+    line; ``end``: body end. ``children`` for multipart, ``message`` for an
+    encapsulated message/rfc822."""
+
+    start: int
+    body_start: int
+    end: int
+    fields: tuple[HeaderField, ...]
+    content_type: ContentType
+    children: tuple[Part, ...] = ()
+    message: Part | None = None
+    preamble: tuple[int, int] | None = None
+    epilogue: tuple[int, int] | None = None
+    depth: int = 0
+    _index: dict[bytes, tuple[HeaderField, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    @property
+    def is_multipart(self) -> bool:
+        return self.content_type.lower[0] == b"multipart"
+
+    @property
+    def is_message(self) -> bool:
+        return self.message is not None
+
+    def header_slice(self) -> tuple[int, int]:
+        return self.start, self.body_start
+
+    def body_slice(self) -> tuple[int, int]:
+        return self.body_start, self.end
+
+    def get_all(self, name: bytes) -> tuple[HeaderField, ...]:
+        """Fields named ``name`` (case-insensitive), in order."""
+        return self._index.get(name.lower(), ())
+
+    def first(self, data: bytes, name: bytes) -> bytes | None:
+        """The first such field's value, unfolded and trimmed; None if absent."""
+        found = self.get_all(name)
+        return unfold(found[0].raw_value(data)) if found else None
+
+    def walk(self) -> list[Part]:
+        """This part and every part below it, depth first (iterative: no recursion limit)."""
+        out: list[Part] = []
+        stack: list[Part] = [self]
+        while stack:
+            part = stack.pop()
+            out.append(part)
+            below = list(part.children)
+            if part.message is not None:
+                below.append(part.message)
+            stack.extend(reversed(below))
+        return out
+
+
+_LINE_END = re.compile(rb"\r?\n")
+_FOLD_RE = re.compile(rb"\r?\n(?=[ \t])")
+_CRLF_RE = re.compile(rb"\r?\n")
+
+
+def unfold(raw: bytes) -> bytes:
+    """RFC 5322 §2.2.3 unfolding: drop the line ends of folds, keep the white space."""
+    if b"\n" in raw:
+        raw = _CRLF_RE.sub(b"", raw)
+    return raw.strip(b" \t")
+
+
+def _next_line(data: bytes, pos: int, limit: int) -> tuple[int, int]:
+    """(end of the line's content, start of the next line) within ``limit``."""
+    nl = data.find(b"\n", pos, limit)
+    if nl < 0:
+        return limit, limit
+    content_end = nl - 1 if nl > pos and data[nl - 1] == 0x0D else nl
+    return content_end, nl + 1
+
+
+def _parse_header(
+    data: bytes, start: int, limit: int
+) -> tuple[int, tuple[HeaderField, ...]]:
+    """Header fields of the region and where the body starts."""
+    fields: list[HeaderField] = []
+    pos = start
+    name: bytes | None = None
+    fstart = vstart = 0
+    while pos < limit:
+        content_end, nxt = _next_line(data, pos, limit)
+        if content_end == pos:  # the empty line (or a lone CR before LF)
+            if name is not None and len(fields) < MAX_FIELDS:
+                fields.append(HeaderField(name, fstart, vstart, pos))
+            return nxt, tuple(fields)
+        c = data[pos]
+        if c in (0x20, 0x09) and name is not None:
+            pos = nxt
+            continue
+        if name is not None and len(fields) < MAX_FIELDS:
+            fields.append(HeaderField(name, fstart, vstart, pos))
+        colon = data.find(b":", pos, content_end)
+        if colon < 0:
+            name, fstart, vstart = data[pos:content_end], pos, content_end
+        else:
+            name, fstart, vstart = data[pos:colon].rstrip(b" \t"), pos, colon + 1
+        pos = nxt
+    if name is not None and len(fields) < MAX_FIELDS:
+        fields.append(HeaderField(name, fstart, vstart, limit))
+    return limit, tuple(fields)
+
+
+# --- parameters (RFC 2045 §5.1, RFC 2183, RFC 2231 continuations) ----------------
+
+_TOKEN_RE = re.compile(rb"[^\s;=\"()]+")
+
+
+def _skip_cfws(raw: bytes, i: int) -> int:
+    n = len(raw)
+    while i < n:
+        c = raw[i]
+        if c in b" \t\r\n":
+            i += 1
+        elif c == 0x28:  # "(" comment, nested
+            depth = 0
+            while i < n:
+                c = raw[i]
+                if c == 0x5C:
+                    i += 2
+                    continue
+                if c == 0x28:
+                    depth += 1
+                elif c == 0x29:
+                    depth -= 1
+                    if depth == 0:
+                        i += 1
+                        break
+                i += 1
+        else:
+            break
+    return min(i, n)
+
+
+def _quoted(raw: bytes, i: int) -> tuple[bytes, int]:
+    """A quoted-string starting at ``raw[i] == '"'``: its unescaped value and end."""
+    out = bytearray()
+    i += 1
+    n = len(raw)
+    while i < n:
+        c = raw[i]
+        if c == 0x5C and i + 1 < n:
+            out.append(raw[i + 1])
+            i += 2
+            continue
+        if c == 0x22:
+            return bytes(out), i + 1
+        if c not in (0x0D, 0x0A):
+            out.append(c)
+        i += 1
+    return bytes(out), n
+
+
+def parse_params(raw: bytes) -> tuple[bytes, tuple[tuple[bytes, bytes], ...]]:
+    """``value; a=b; c="d"`` -> (``value``, ((a, b), (c, d))). Tolerant of junk."""
+    i = _skip_cfws(raw, 0)
+    m = re.compile(rb"[^;\s(]*").match(raw, i)
+    head = m[0] if m else b""
+    i = m.end() if m else i
+    params: list[tuple[bytes, bytes]] = []
+    n = len(raw)
+    while i < n:
+        semi = raw.find(b";", i)
+        if semi < 0:
+            break
+        i = _skip_cfws(raw, semi + 1)
+        tm = _TOKEN_RE.match(raw, i)
+        if tm is None:
+            continue
+        name = tm[0]
+        i = _skip_cfws(raw, tm.end())
+        if i >= n or raw[i] != 0x3D:
+            continue
+        i = _skip_cfws(raw, i + 1)
+        if i < n and raw[i] == 0x22:
+            value, i = _quoted(raw, i)
+        else:
+            vm = _TOKEN_RE.match(raw, i)
+            value = vm[0] if vm else b""
+            i = vm.end() if vm else i
+        params.append((name, value))
+    return head, _join_continuations(params)
+
+
+_CONT_RE = re.compile(rb"(.+)\*([0-9]{1,3})(\*?)")
+
+
+def _join_continuations(
+    params: list[tuple[bytes, bytes]],
+) -> tuple[tuple[bytes, bytes], ...]:
+    """RFC 2231 §3: ``name*0`` ``name*1*`` ... joined into ``name`` (``name*`` if any
+    piece is extended), in place of the first piece; the value stays as written."""
+    if not any(_CONT_RE.fullmatch(k) for k, _ in params):
+        return tuple(params)
+    pieces: dict[bytes, list[tuple[int, bool, bytes]]] = {}
+    order: list[tuple[bytes, bytes | None]] = []
+    for key, value in params:
+        m = _CONT_RE.fullmatch(key)
+        if m is None:
+            order.append((key, value))
+            continue
+        base = m[1].lower()
+        if base not in pieces:
+            pieces[base] = []
+            order.append((m[1], None))
+        pieces[base].append((int(m[2]), bool(m[3]), value))
+    out: list[tuple[bytes, bytes]] = []
+    for key, value in order:
+        if value is not None:
+            out.append((key, value))
+            continue
+        got = sorted(pieces[key.lower()], key=lambda p: p[0])
+        extended = any(ext for _, ext, _ in got)
+        joined = b"".join(v for _, _, v in got)
+        out.append((key + b"*" if extended else key, joined))
+    return tuple(out)
+
+
+_DEFAULT_TEXT = ContentType(b"text", b"plain", ((b"charset", b"us-ascii"),), False)
+_DEFAULT_MESSAGE = ContentType(b"message", b"rfc822", (), False)
+_TYPE_RE = re.compile(rb"([^\s/;()\"]+)\s*/\s*([^\s/;()\"]+)")
+
+
+def _content_type(data: bytes, fields: tuple[HeaderField, ...], digest: bool) -> ContentType:
+    default = _DEFAULT_MESSAGE if digest else _DEFAULT_TEXT
+    raw = None
+    for f in fields:
+        if f.name.lower() == b"content-type":
+            raw = unfold(f.raw_value(data))
+            break
+    if raw is None:
+        return default
+    head, params = parse_params(raw)
+    m = _TYPE_RE.fullmatch(head) if head else None
+    if m is None:
+        # RFC 2045 §5.2: an unparsable type is treated as text/plain (us-ascii).
+        m2 = _TYPE_RE.match(_skip_cfws_bytes(raw))
+        if m2 is None:
+            return _DEFAULT_TEXT
+        m = m2
+    return ContentType(m[1], m[2], params, True)
+
+
+def _skip_cfws_bytes(raw: bytes) -> bytes:
+    return raw[_skip_cfws(raw, 0) :]
+
+
+class _Budget:
+    __slots__ = ("parts",)
+
+    def __init__(self) -> None:
+        self.parts = 0
+
+
+def _delimiters(
+    data: bytes, boundary: bytes, start: int, end: int
+) -> list[tuple[int, int, bool]]:
+    """Delimiter lines in [start, end): (cut, next part start, is_close).
+
+    ``cut`` is where the previous part ends: before the line end preceding the
+    delimiter (RFC 2046 §5.1.1), or the delimiter itself at the region start.
+    """
+    out: list[tuple[int, int, bool]] = []
+    marker = b"--" + boundary
+    pos = start
+    while pos < end:
+        hit = data.find(marker, pos, end)
+        if hit < 0:
+            break
+        at_line_start = hit == start or data[hit - 1] == 0x0A
+        after = hit + len(marker)
+        content_end, nxt = _next_line(data, after, end)
+        rest = data[after:content_end]
+        is_close = rest.startswith(b"--")
+        if at_line_start and (is_close or not rest.strip(b" \t")):
+            cut = hit
+            if hit > start and data[hit - 1] == 0x0A:
+                cut = hit - 2 if hit - 1 > start and data[hit - 2] == 0x0D else hit - 1
+            out.append((max(cut, start), nxt, is_close))
+            if is_close:
+                break
+            pos = nxt
+        else:
+            pos = after
+    return out
+
+
+def _parse_part(
+    data: bytes, start: int, end: int, depth: int, digest: bool, budget: _Budget
+) -> Part:
+    budget.parts += 1
+    body_start, fields = _parse_header(data, start, end)
+    ctype = _content_type(data, fields, digest)
+    index: dict[bytes, list[HeaderField]] = {}
+    for f in fields:
+        index.setdefault(f.name.lower(), []).append(f)
+    frozen_index = {k: tuple(v) for k, v in index.items()}
+    deeper = depth < MAX_DEPTH and budget.parts < MAX_PARTS
+    maintype, subtype = ctype.lower
+    if maintype == b"multipart" and deeper:
+        boundary = ctype.param(b"boundary")
+        if boundary:
+            delims = _delimiters(data, boundary, body_start, end)
+            if delims:
+                children: list[Part] = []
+                child_digest = subtype == b"digest"
+                for (_, part_start, is_close), nxt in zip(
+                    delims, [*delims[1:], None], strict=True
+                ):
+                    if is_close:
+                        break
+                    part_end = end if nxt is None else nxt[0]
+                    part_end = max(part_end, part_start)
+                    if budget.parts >= MAX_PARTS:
+                        break
+                    children.append(
+                        _parse_part(data, part_start, part_end, depth + 1, child_digest, budget)
+                    )
+                last = delims[-1]
+                epilogue = (last[1], end) if last[2] else None
+                return Part(
+                    start, body_start, end, fields, ctype, tuple(children),
+                    preamble=(body_start, delims[0][0]), epilogue=epilogue,
+                    depth=depth, _index=frozen_index,
+                )
+    if maintype == b"message" and subtype in (b"rfc822", b"global") and deeper:
+        cte = frozen_index.get(b"content-transfer-encoding")
+        encoding = unfold(cte[0].raw_value(data)).lower() if cte else b"7bit"
+        if encoding not in (b"base64", b"quoted-printable"):
+            inner = _parse_part(data, body_start, end, depth + 1, False, budget)
+            return Part(start, body_start, end, fields, ctype, message=inner,
+                        depth=depth, _index=frozen_index)
+    return Part(start, body_start, end, fields, ctype, depth=depth, _index=frozen_index)
+
+
+def parse(data: bytes) -> Part:
+    """The MIME tree of a whole message; never raises (see the module doc)."""
+    return _parse_part(data, 0, len(data), 0, False, _Budget())
