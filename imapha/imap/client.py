@@ -159,6 +159,16 @@ class ClientConnection:
         elif not self._closed:
             self._framer.feed(data)
 
+    def take_buffered(self) -> bytes:
+        """Hand the stream over (to a relay): octets received and not parsed yet.
+
+        Only between responses; the connection is CLOSED afterwards.
+        """
+        if not self._framer.idle:
+            raise LocalProtocolError("cannot hand over in the middle of a response")
+        self._closed = True
+        return self._framer.take_buffer()
+
     def tls_started(self) -> None:
         """The TLS handshake after STARTTLS is done: resume, forget capabilities."""
         if not self._tls_pending:

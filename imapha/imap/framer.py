@@ -140,10 +140,14 @@ class Framer:
 
     def drop_buffer(self) -> int:
         """Discard unread input (after STARTTLS); returns how many octets."""
-        n = len(self._buf)
+        return len(self.take_buffer())
+
+    def take_buffer(self) -> bytes:
+        """Remove and return unread input (when handing the stream over)."""
+        data = bytes(self._buf)
         self._buf.clear()
         self._scan = 0
-        return n
+        return data
 
     @property
     def idle(self) -> bool:

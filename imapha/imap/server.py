@@ -17,7 +17,7 @@ a continuation line, not a command). After one of those ``next_event`` is
 ==============  ==========================================  ==============
 mode            trigger                                     next mode
 ==============  ==========================================  ==============
-COMMANDS        parsed a hand-over command                  WAIT_DECISION
+COMMANDS        parsed a hand-over (or ``pause_after``) one  WAIT_DECISION
 WAIT_DECISION   send ``+`` (ContinuationRequest)            CONTINUATION
 WAIT_DECISION   send its tagged response                    COMMANDS
 CONTINUATION    received a line                             WAIT_DECISION
@@ -47,6 +47,7 @@ from .commands import (
     Authenticate,
     AuthenticateCancel,
     AuthenticateResponse,
+    ClientCommand,
     ClientEvent,
     Command,
     ContinuationLine,
@@ -129,14 +130,19 @@ def violation_response(err: ProtocolError, *, fatal: bool) -> bytes:
 class ServerConnection:
     """One client connection as the server (or proxy front end) sees it."""
 
-    def __init__(self, limits: Limits = PRE_LOGIN) -> None:
+    def __init__(
+        self, limits: Limits = PRE_LOGIN, *, pause_after: frozenset[str] = frozenset()
+    ) -> None:
+        """``pause_after`` adds command names after which to pause like after
+        STARTTLS (the proxy passes ``{"LOGIN"}``: after a successful login the
+        rest of the stream belongs to the backend, see :meth:`take_buffered`)."""
         self._framer = Framer(limits, handshake=True)
+        self._pause_after = HANDOVER_COMMANDS | {n.upper() for n in pause_after}
         self._mode = Mode.COMMANDS
-        self._pending: Authenticate | StartTLS | Command | None = None
+        self._pending: ClientCommand | None = None
         self._eof = False
         self._greeted = False
         self.discarded_after_starttls = 0
-        self._overflow = False
 
     # -- configuration ----------------------------------------------------------------
 
@@ -161,15 +167,13 @@ class ServerConnection:
             self._eof = True
         elif self._mode is not Mode.CLOSED:
             self._framer.feed(data)
-            if self._mode is Mode.WAIT_DECISION and self._framer.buffered > self.limits.max_command:
-                # The client should be waiting; it is not: never buffer without bound.
-                self._overflow = True
 
     def next_event(self) -> ServerEvent | Sentinel:
         mode = self._mode
         if mode is Mode.CLOSED:
             return CLOSED
-        if self._overflow:
+        if mode is Mode.WAIT_DECISION and self._framer.buffered > self.limits.max_command:
+            # The client should be waiting; it is not: never buffer without bound.
             self._framer.drop_buffer()
             err = LimitExceeded(
                 "Too much data sent while a command waits", limit="max_command", code="LIMIT"
@@ -203,8 +207,7 @@ class ServerConnection:
                 exc.tag = frame.tag_hint
             return self._violation(exc, fatal=False)
         name = cmd.name if isinstance(cmd, Command) else type(cmd).__name__.upper()
-        if name in HANDOVER_COMMANDS:
-            assert isinstance(cmd, Authenticate | StartTLS | Command)
+        if name in self._pause_after:
             self._pending = cmd
             self._move(_Trigger.HANDOVER)
         return cmd
@@ -252,6 +255,19 @@ class ServerConnection:
             raise LocalProtocolError(f"{trigger.value} not allowed in mode {self._mode.value}")
         self._mode = nxt
 
+    def take_buffered(self) -> bytes:
+        """Hand the stream over (to a relay): the octets received and not parsed.
+
+        Only between commands (not inside one, not while reading a literal or
+        skipping a refused one). The connection is CLOSED afterwards: the
+        caller owns the byte stream from here on.
+        """
+        if not self._framer.idle:
+            raise LocalProtocolError("cannot hand over in the middle of a command")
+        data = self._framer.take_buffer()
+        self._mode = Mode.CLOSED
+        return data
+
     # -- output ----------------------------------------------------------------------
 
     def send(self, response: Response) -> bytes:
@@ -265,7 +281,7 @@ class ServerConnection:
         self._greeted = True
         pending = self._pending
         if isinstance(response, ContinuationRequest):
-            if pending is None or isinstance(pending, StartTLS):
+            if not isinstance(pending, Authenticate | Command):
                 raise LocalProtocolError("no command is waiting for a continuation")
             self._move(_Trigger.SEND_CONTINUATION)
         elif isinstance(response, TaggedResponse) and pending and response.tag == pending.tag:

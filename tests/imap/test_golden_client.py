@@ -238,6 +238,15 @@ def test_idle_done() -> None:
         conn.send(ContinuationLine(b"DONE"))
 
 
+def test_take_buffered_after_backend_login() -> None:
+    conn = connected()
+    conn.send(Login(Tag("P1"), "alice", b"pw"))
+    conn.receive_data(b"P1 OK Logged in\r\n* 3 EXISTS\r\n* 1 FET")
+    assert conn.next_event() == TaggedResponse(Tag("P1"), Status.OK, "Logged in")
+    assert conn.take_buffered() == b"* 3 EXISTS\r\n* 1 FET"
+    assert conn.next_event() is CLOSED
+
+
 def test_unknown_tag_and_unexpected_continuation_are_errors() -> None:
     conn = connected()
     [err] = client_events(conn, b"zz OK nobody asked\r\n")

@@ -7,7 +7,10 @@ proxy must see.
 
 from __future__ import annotations
 
+import pytest
+
 from imapha.imap import (
+    CLOSED,
     NEED_DATA,
     PAUSED,
     PRE_LOGIN,
@@ -25,6 +28,7 @@ from imapha.imap import (
     Id,
     IdResponse,
     Literal,
+    LocalProtocolError,
     Login,
     Logout,
     Noop,
@@ -309,3 +313,31 @@ def test_limits_switch_after_login() -> None:
     events = feed_server(conn, b"a2 APPEND INBOX {%d}\r\n" % len(big) + big + b"\r\n")
     assert isinstance(events[0], ContinuationRequired)
     assert events[1] == Command(Tag("a2"), "APPEND", (Atom("INBOX"), Literal(big)))
+
+
+def test_pause_after_login_and_hand_over_to_relay() -> None:
+    conn = ServerConnection(pause_after=frozenset({"LOGIN"}))
+    conn.send(Greeting(Status.OK, "ready"))
+    conn.receive_data(b"a1 LOGIN alice pw\r\na2 SELECT INBOX\r\na3 FETCH 1 (FLA")
+    assert drain_server(conn) == [Login(Tag("a1"), "alice", b"pw"), PAUSED]
+    with pytest.raises(LocalProtocolError):
+        conn.send(ContinuationRequest())  # LOGIN takes no continuation
+    conn.send(TaggedResponse(Tag("a1"), Status.OK, "Logged in"))
+    # the pipelined commands are the backend's: hand them over unparsed
+    assert conn.take_buffered() == b"a2 SELECT INBOX\r\na3 FETCH 1 (FLA"
+    assert conn.next_event() is CLOSED
+    # a failed login resumes parsing
+    conn = ServerConnection(pause_after=frozenset({"LOGIN"}))
+    conn.send(Greeting(Status.OK, "ready"))
+    conn.receive_data(b"a1 LOGIN alice bad\r\na2 NOOP\r\n")
+    drain_server(conn)
+    conn.send(TaggedResponse(Tag("a1"), Status.NO, "no", codes.AUTHENTICATIONFAILED))
+    assert drain_server(conn) == [Noop(Tag("a2")), NEED_DATA]
+
+
+def test_take_buffered_refuses_mid_command() -> None:
+    conn = greeted()
+    conn.receive_data(b"a1 LOGIN {5}\r\nab")
+    drain_server(conn)
+    with pytest.raises(LocalProtocolError):
+        conn.take_buffered()
