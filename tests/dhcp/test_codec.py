@@ -70,7 +70,7 @@ def assert_same_as_dpkt(ours: Packet, theirs: dpkt.dhcp.DHCP) -> None:
 
 
 @given(packets())
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 def test_decode_inverts_encode_with_overload(packet: Packet) -> None:
     """At the default 548 octets many packets need option overload; all must round-trip."""
     try:
@@ -82,13 +82,13 @@ def test_decode_inverts_encode_with_overload(packet: Packet) -> None:
 
 
 @given(packets())
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 def test_decode_inverts_encode_large(packet: Packet) -> None:
     assert decode(encode(packet, 8192)) == packet
 
 
 @given(packets(max_raw=255))
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 def test_dpkt_reads_what_we_encode(packet: Packet) -> None:
     packet = dataclasses.replace(packet, hlen=min(packet.hlen, 16))
     assert_same_as_dpkt(packet, dpkt.dhcp.DHCP(encode(packet, 8192)))
@@ -99,7 +99,7 @@ def test_dpkt_reads_what_we_encode(packet: Packet) -> None:
     st.integers(0, 0xFFFFFFFF),
     st.integers(0, 0xFFFF),
 )
-@settings(max_examples=300)
+@settings(deadline=None, max_examples=300)
 def test_we_read_what_dpkt_encodes(pairs: list[tuple[int, object]], xid: int, flags: int) -> None:
     raw_opts = [(code, encode_value(code, value)) for code, value in pairs]  # type: ignore[arg-type]
     raw_opts = [(code, raw) for code, raw in raw_opts if len(raw) <= 255]
@@ -117,7 +117,7 @@ def test_we_read_what_dpkt_encodes(pairs: list[tuple[int, object]], xid: int, fl
 
 
 @given(st.binary(max_size=700))
-@settings(max_examples=1000)
+@settings(deadline=None, max_examples=1000)
 def test_arbitrary_bytes_decode_or_raise_decode_error(data: bytes) -> None:
     try:
         decode(data)
@@ -126,7 +126,7 @@ def test_arbitrary_bytes_decode_or_raise_decode_error(data: bytes) -> None:
 
 
 @given(st.binary(max_size=400))
-@settings(max_examples=2000)
+@settings(deadline=None, max_examples=1000)
 def test_arbitrary_options_decode_or_raise_decode_error(tail: bytes) -> None:
     try:
         packet = decode(HEADER + MAGIC_COOKIE + tail)

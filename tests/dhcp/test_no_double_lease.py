@@ -165,4 +165,4 @@ class MemoryFleet(Fleet):
 TestFleetOnSQLite = Fleet.TestCase
 TestFleetOnSQLite.settings = settings(max_examples=60, stateful_step_count=50, deadline=None)
 TestFleetInMemory = MemoryFleet.TestCase
-TestFleetInMemory.settings = settings(max_examples=200, stateful_step_count=60, deadline=None)
+TestFleetInMemory.settings = settings(max_examples=150, stateful_step_count=60, deadline=None)
