@@ -18,7 +18,7 @@ import tempfile
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
@@ -163,6 +163,16 @@ class MemoryFleet(Fleet):
 
 
 TestFleetOnSQLite = Fleet.TestCase
-TestFleetOnSQLite.settings = settings(max_examples=60, stateful_step_count=50, deadline=None)
+TestFleetOnSQLite.settings = settings(
+    max_examples=60,
+    stateful_step_count=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 TestFleetInMemory = MemoryFleet.TestCase
-TestFleetInMemory.settings = settings(max_examples=150, stateful_step_count=60, deadline=None)
+TestFleetInMemory.settings = settings(
+    max_examples=150,
+    stateful_step_count=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
