@@ -136,6 +136,21 @@ def test_arbitrary_options_decode_or_raise_decode_error(tail: bytes) -> None:
         assert packet.hwaddr == MAC
 
 
+@given(
+    st.binary(min_size=236, max_size=236),
+    st.sampled_from([b"\x34\x01\x01", b"\x34\x01\x02", b"\x34\x01\x03", b""]),
+    st.binary(max_size=60),
+)
+@settings(deadline=None, max_examples=1000)
+def test_arbitrary_overloaded_fields_decode_or_raise_decode_error(
+    header: bytes, overload: bytes, tail: bytes
+) -> None:
+    try:
+        decode(header + MAGIC_COOKIE + overload + tail)
+    except DecodeError as exc:
+        assert isinstance(exc.reason, DecodeReason)
+
+
 # -- specific decoding rules ------------------------------------------------------
 
 
