@@ -150,6 +150,7 @@ class Mailbox:
         self._letter_cache: dict[str, tuple[frozenset[str], frozenset[str], str]] = {}
         self._keywords = kw.Keywords({})
         self._reader = ul.Reader(self.fs, self.path)
+        self._scan_stable = True
         self.stats = {"scans": 0, "locked_syncs": 0, "rescans": 0}
 
     # -- queries -------------------------------------------------------------
@@ -213,8 +214,12 @@ class Mailbox:
                         found[filename.split(":", 1)[0]] = (subdir, filename)
             after = [_stat_key(self.fs.stat(self.path / d)) for d in ("new", "cur")]
             if before == after:
+                self._scan_stable = True
                 return found
             self.stats["rescans"] += 1
+        # Still changing after every attempt: usable for finding files, but what it
+        # misses may have been mid-rename, so it proves no expunge (see _apply).
+        self._scan_stable = False
         return found
 
     def _lookup(self, base: str) -> tuple[str, str] | None:
@@ -331,8 +336,9 @@ class Mailbox:
         if current is None:
             current = self._fresh_uidlist()
             rewrite = True
-        # Confirmed under the lock: records without a file are expunged.
-        kept = [rec for rec in current.records if rec.base in files]
+        # Confirmed under the lock (by a stable scan): records without a file are
+        # expunged.
+        kept = [rec for rec in current.records if rec.base in files or not self._scan_stable]
         if len(kept) != len(current.records):
             current = current.with_records(kept)
             rewrite = True
@@ -386,6 +392,12 @@ class Mailbox:
             msg = self._message(rec.uid, rec.base, *where)
             if msg is not None:
                 view[rec.uid] = msg
+        if not self._scan_stable:
+            # An unstable listing may have missed a file being renamed: keep what we
+            # had rather than report an expunge we cannot prove.
+            for uid, msg in old.items():
+                if uid not in view and current.has_base(msg.base):
+                    view[uid] = msg
         added = tuple(m for uid, m in sorted(view.items()) if uid not in old)
         expunged = tuple(sorted(uid for uid in old if uid not in view))
         changed = tuple(

@@ -235,3 +235,36 @@ def test_read_only_view_writes_nothing(box: Mailbox) -> None:
     ro.sync()
     assert [m.uid for m in ro.messages()] == [1]  # the unlisted one waits for a writer
     assert sorted(os.listdir(box.path / "new")) == listing
+
+
+class _BusyFS(_HidingFS):
+    """cur/ changes all the time (its mtime moves on every look) and readdir misses
+    one entry every time: no scan is ever stable."""
+
+    tick = 0
+
+    def stat(self, path: Path) -> os.stat_result:
+        if path.name == "cur":
+            self.tick += 1
+            os.utime(path, ns=(self.tick, 10**18 + self.tick))
+        return super().stat(path)
+
+    def listdir(self, path: Path) -> list[str]:
+        names = super(_HidingFS, self).listdir(path)
+        if self.hide and path.name == "cur":
+            return [n for n in names if not n.startswith(self.hide)]
+        return names
+
+
+def test_an_unstable_scan_proves_no_expunge(tmp_path: Path) -> None:
+    fs = _BusyFS()
+    box = Mailbox(tmp_path / "M", fs=fs, create=True)
+    for n in range(3):
+        deliver(box.path, _msg(n))
+    box.sync()
+    assert len(box.messages()) == 3
+    fs.hide = box.get(2).base
+    result = box.sync()
+    assert result.expunged == () and 2 in {m.uid for m in box.messages()}
+    assert box.stats["rescans"] >= mbmod.SCAN_ATTEMPTS
+    assert [r.uid for r in ul.read(FileSystem(), box.path) or []] == [1, 2, 3]
