@@ -21,7 +21,6 @@ The result is a :mod:`imapha.server.nodes` tree (tokens plus back-to-back lists)
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from imapha.imap.tokens import NIL, Atom, PList, Quoted, Token, nstring, number
 

@@ -18,8 +18,9 @@ route (obsolete ``<@a,@b:x@y>``) fills adl. Garbage never raises: words that
 fit nowhere are skipped. A mailbox without domain (``To: nodomain``) gets the
 host ``MISSING_DOMAIN`` (and one without local part ``MISSING_MAILBOX``), as
 Dovecot does, so that it cannot be mistaken for a group marker. Quoted local
-parts are written unquoted (``"a b"@x`` -> mailbox ``a b``), as Dovecot does. Strings containing 8-bit octets become literals,
-others quoted strings (:func:`imapha.imap.tokens.nstring` chooses).
+parts are written unquoted (``"a b"@x`` -> mailbox ``a b``), as Dovecot does.
+Strings with 8-bit octets become literals, others quoted strings
+(:func:`imapha.imap.tokens.nstring` chooses).
 """
 
 from __future__ import annotations

@@ -308,9 +308,9 @@ def _join_continuations(
             order.append((m[1], None))
         pieces[base].append((int(m[2]), bool(m[3]), value))
     out: list[tuple[bytes, bytes]] = []
-    for key, value in order:
-        if value is not None:
-            out.append((key, value))
+    for key, maybe in order:
+        if maybe is not None:
+            out.append((key, maybe))
             continue
         got = sorted(pieces[key.lower()], key=lambda p: p[0])
         extended = any(ext for _, ext, _ in got)
@@ -389,7 +389,7 @@ def _delimiters(
 
 
 def _parse_part(
-    data: bytes, start: int, end: int, depth: int, digest: bool, budget: _Budget
+    data: bytes, start: int, end: int, depth: int, *, digest: bool, budget: _Budget
 ) -> Part:
     budget.parts += 1
     body_start, fields = _parse_header(data, start, end)
@@ -417,7 +417,8 @@ def _parse_part(
                     if budget.parts >= MAX_PARTS:
                         break
                     children.append(
-                        _parse_part(data, part_start, part_end, depth + 1, child_digest, budget)
+                        _parse_part(data, part_start, part_end, depth + 1,
+                                    digest=child_digest, budget=budget)
                     )
                 last = delims[-1]
                 epilogue = (last[1], end) if last[2] else None
@@ -430,7 +431,8 @@ def _parse_part(
         cte = frozen_index.get(b"content-transfer-encoding")
         encoding = unfold(cte[0].raw_value(data)).lower() if cte else b"7bit"
         if encoding not in (b"base64", b"quoted-printable"):
-            inner = _parse_part(data, body_start, end, depth + 1, False, budget)
+            inner = _parse_part(data, body_start, end, depth + 1, digest=False,
+                                budget=budget)
             return Part(start, body_start, end, fields, ctype, message=inner,
                         depth=depth, _index=frozen_index)
     return Part(start, body_start, end, fields, ctype, depth=depth, _index=frozen_index)
@@ -438,4 +440,4 @@ def _parse_part(
 
 def parse(data: bytes) -> Part:
     """The MIME tree of a whole message; never raises (see the module doc)."""
-    return _parse_part(data, 0, len(data), 0, False, _Budget())
+    return _parse_part(data, 0, len(data), 0, digest=False, budget=_Budget())
