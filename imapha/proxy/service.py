@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds after the drain grace (or from a stop) before sessions are cut.
 HARD_AFTER = 10.0
+#: Seconds a stop gives sessions to reach a safe point before they are cut.
+STOP_GRACE = 5.0
 #: Keys of [proxy] that a reload cannot change (listeners are bound once).
 RESTART_KEYS = frozenset({"imap", "imaps", "workers", "control", "metrics"})
 
@@ -328,9 +330,9 @@ class ProxyService:
     def _cut_all(self) -> None:
         for relay in self.all_relays():
             relay.end_now()
-        for client in list(self.clients):
+        for client in list(self.clients):  # TLS close can wait on the peer: abort
             if client.transport is not None:
-                cast(Any, client.transport).loseConnection()
+                cast(Any, client.transport).abortConnection()
 
     def reload(self, node: NodeConfig) -> list[str]:
         new = node.proxy
@@ -378,8 +380,8 @@ class ProxyService:
         d = self._unlisten()
         self._end_all("Server shutting down, please reconnect")
         done: Deferred[None] = Deferred()
-        cut = self.reactor.callLater(max(0.0, deadline - self.reactor.seconds() - 0.5),
-                                     self._cut_all)
+        left = deadline - self.reactor.seconds()
+        cut = self.reactor.callLater(max(0.0, min(STOP_GRACE, left - 0.5)), self._cut_all)
 
         def check() -> None:
             if not self.clients:

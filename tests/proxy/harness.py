@@ -100,8 +100,8 @@ def proxy_config(directory: Path, backends: Sequence[tuple[str, str, int]], cert
         f"run_dir = {_toml_str(str(directory / '{node}' / 'run'))}",
         f"state_dir = {_toml_str(str(directory / '{node}' / 'state'))}",
     ]
-    for node in nodes:
-        lines += [f"[nodes.{node}]", 'address = "127.0.0.1"', 'interface = "lo"']
+    for i, node in enumerate(nodes):
+        lines += [f"[nodes.{node}]", f'address = "127.0.0.{i + 1}"', 'interface = "lo"']
     lines += [
         "[proxy]",
         'imap = ["127.0.0.1:0"]',
@@ -153,15 +153,19 @@ class ProxyProcess:
                 time.sleep(0.05)
                 continue
             if st.get("state") == "running" and (st.get("ready") or not wait_ready):
-                for listener in st["listeners"]:
-                    port = int(listener["address"].rsplit(":", 1)[1])
-                    if listener["kind"] == "imap":
-                        self.imap_port = port
-                    else:
-                        self.imaps_port = port
+                self.refresh_ports()
                 return self
             time.sleep(0.05)
         raise RuntimeError(f"proxy not ready in {timeout}s:\n{self.log()}")
+
+    def refresh_ports(self) -> None:
+        """Read the listeners' ports (they change when an undrain binds port 0 again)."""
+        for listener in self.status()["listeners"]:
+            port = int(listener["address"].rsplit(":", 1)[1])
+            if listener["kind"] == "imap":
+                self.imap_port = port
+            else:
+                self.imaps_port = port
 
     def request(self, method: str, target: str, body: dict[str, Any] | None = None) -> Any:
         return control.request(self.socket, method, target, body, timeout=5.0)
