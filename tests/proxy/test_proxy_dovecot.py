@@ -18,7 +18,6 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import imapclient
 import pytest
@@ -58,7 +57,7 @@ def backends() -> Iterator[Backends]:
         be.stop()
 
 
-def _start(tmp_path: Path, be: Backends, certs: Certs, started: list[ProxyProcess],
+def _start(tmp_path: Path, be: Backends, certs: Certs, started: list[ProxyProcess], *,
            extra: str, nodes: tuple[str, ...], node: str, wait_ready: bool) -> ProxyProcess:
     directory = tmp_path / f"proxy-{len(started)}"
     directory.mkdir()
@@ -77,7 +76,8 @@ def start_proxy(tmp_path: Path, backends: Backends, certs: Certs) -> Iterator[St
     def start(extra: str = 'auth_penalty_max = "0s"', *, nodes: tuple[str, ...] = ("a",),
               node: str = "a", be: Backends | None = None,
               wait_ready: bool = True) -> ProxyProcess:
-        return _start(tmp_path, be or backends, certs, started, extra, nodes, node, wait_ready)
+        return _start(tmp_path, be or backends, certs, started, extra=extra, nodes=nodes,
+                      node=node, wait_ready=wait_ready)
 
     yield start
     for proxy in started:
