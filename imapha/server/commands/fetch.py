@@ -1,0 +1,106 @@
+"""FETCH and UID FETCH (RFC 3501 §6.4.5, §6.4.8, §7.4.2).
+
+Parsing and rendering of the items are the message library's
+(:mod:`imapha.server.fetchitems`); this module walks the set, sets ``\\Seen``
+for non-PEEK body items on a read-write mailbox (and reports FLAGS then),
+and reads a file only when an item needs its bytes. ``RFC822.SIZE`` is the
+size with CRLF line ends, as ``BODY[]`` is sent: the ``,S=`` size when the file
+has CRLF already, else counted once per message and cached for the session.
+A message someone expunged meanwhile is skipped and the command ends
+``NO [EXPUNGEISSUED]`` (RFC 5530), with no EXPUNGE sent during FETCH.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from imapha.imap import Command
+from imapha.imap.commands import ClientCommand
+from imapha.imap.errors import ProtocolError
+from imapha.maildir.mailbox import Mailbox, MessageExpunged, StoreMode
+from imapha.maildir.names import FLAG_LETTERS
+from imapha.server.args import Args
+from imapha.server.errors import bad, no
+from imapha.server.fetchitems import (
+    FetchSource,
+    FetchSyntaxError,
+    Kind,
+    UnknownCTE,
+    fetch_response,
+    parse_fetch_items,
+)
+from imapha.server.message import to_crlf
+from imapha.server.selected import SYSTEM_FLAGS, Selected
+from imapha.server.session import Ok, Result, Session
+
+_SEEN = frozenset({"\\Seen"})
+assert "\\Seen" in FLAG_LETTERS
+
+
+def _flags(flags: frozenset[str], keywords: frozenset[str]) -> tuple[str, ...]:
+    return tuple(f for f in SYSTEM_FLAGS if f in flags) + tuple(sorted(keywords))
+
+
+def _crlf_size(sel: Selected, uid: int, size: int, read: partial[bytes]) -> int:
+    cache = sel.crlf_sizes
+    known = cache.get(uid)
+    if known is None:
+        data = read()
+        known = len(to_crlf(data))
+        cache[uid] = known
+    return known
+
+
+def _fetch(s: Session, cmd: ClientCommand, *, uid: bool) -> Result:
+    assert isinstance(cmd, Command)
+    args = Args(cmd.args[1:] if uid else cmd.args)
+    seqset = args.seqset()
+    try:
+        request = parse_fetch_items(args.rest())
+    except FetchSyntaxError as exc:
+        raise bad(exc.text) from None
+    if uid:
+        request = request.with_uid()
+    sel = s.selected
+    assert sel is not None
+    box: Mailbox = sel.mailbox
+    set_seen = request.sets_seen and not sel.read_only
+    if set_seen:
+        request = request.with_flags()
+    wants_size = any(i.kind is Kind.RFC822_SIZE for i in request.items)
+    missed = False
+    for seq, msg_uid in sel.resolve(seqset, uid=uid):
+        msg = sel.message(msg_uid)
+        if msg is None:
+            missed = True
+            continue
+        try:
+            if set_seen and "\\Seen" not in msg.flags:
+                msg = box.store(msg_uid, _SEEN, (), StoreMode.ADD)
+                sel.note_flags(msg)
+            read = partial(box.read, msg_uid)
+            size = _crlf_size(sel, msg_uid, msg.size, read) if wants_size else msg.size
+            src = FetchSource(msg_uid, _flags(msg.flags, msg.keywords),
+                              box.internaldate(msg_uid), size, read)
+            s.write_raw(fetch_response(seq, request, src))
+        except MessageExpunged:
+            sel.mark_expunged([msg_uid])
+            missed = True
+        except UnknownCTE:
+            raise no("Unknown Content-Transfer-Encoding", "UNKNOWN-CTE") from None
+        except ProtocolError as exc:
+            raise no(exc.text) from None
+    if missed:
+        raise no("Some messages were expunged", "EXPUNGEISSUED")
+    return Ok("Fetch completed")
+
+
+def fetch(s: Session, cmd: ClientCommand) -> Result:
+    return _fetch(s, cmd, uid=False)
+
+
+def uid_fetch(s: Session, cmd: ClientCommand) -> Result:
+    return _fetch(s, cmd, uid=True)
+
+
+HANDLERS = {"FETCH": fetch, "UID FETCH": uid_fetch}

@@ -1,0 +1,48 @@
+"""STATUS (RFC 3501 §6.3.10): MESSAGES, RECENT, UIDNEXT, UIDVALIDITY, UNSEEN."""
+
+from __future__ import annotations
+
+from imapha.imap import Command
+from imapha.imap.commands import ClientCommand
+from imapha.imap.responses import UntaggedData
+from imapha.imap.tokens import Atom, PList, Token, astring
+from imapha.server.args import Args, encode_mailbox
+from imapha.server.commands.select import open_mailbox
+from imapha.server.errors import bad
+from imapha.server.session import Ok, Result, Session
+
+ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN")
+
+
+def status(s: Session, cmd: ClientCommand) -> Result:
+    assert isinstance(cmd, Command)
+    args = Args(cmd.args)
+    name = args.mailbox()
+    wanted = []
+    for tok in args.plist("status items"):
+        if not isinstance(tok, Atom) or tok.value.upper() not in ITEMS:
+            raise bad("Unknown STATUS item")
+        wanted.append(tok.value.upper())
+    args.end()
+    if not wanted:
+        raise bad("STATUS needs at least one item")
+    # A Mailbox of its own even for the selected folder: syncing that one here
+    # would swallow the changes the session has yet to announce.
+    box = open_mailbox(s, name)
+    box.sync()
+    messages = box.messages()
+    values = {
+        "MESSAGES": len(messages),
+        "RECENT": 0,
+        "UIDNEXT": box.next_uid,
+        "UIDVALIDITY": box.uid_validity,
+        "UNSEEN": sum(1 for m in messages if "\\Seen" not in m.flags),
+    }
+    items: list[Token] = []
+    for key in wanted:
+        items += [Atom(key), Atom(str(values[key]))]
+    s.send(UntaggedData("STATUS", None, (astring(encode_mailbox(name)), PList(tuple(items)))))
+    return Ok("Status completed")
+
+
+HANDLERS = {"STATUS": status}

@@ -1,0 +1,383 @@
+"""One IMAP session, sans-I/O: client octets in, response octets and actions out.
+
+Theory of operation
+-------------------
+:class:`Session` owns a :class:`~imapha.imap.ServerConnection` (framing,
+literals, limits, the continuation hand-over of AUTHENTICATE/IDLE/STARTTLS)
+and the session state (:mod:`imapha.server.state`). ``receive(data)`` feeds
+octets and runs every complete command in order, so pipelined commands are
+answered in the order sent (RFC 3501 §5.5); it returns the actions to carry
+out: ``bytes`` to write, :class:`StartTLS`, :class:`Close`, :class:`Watch`
+(the selected folder changed: watch this path, or none).
+
+The store is the Maildir (:mod:`imapha.maildir`), whose calls block on the
+file system. The session calls it directly and the Twisted shell runs each
+``receive``/``wake`` in a worker thread, one at a time per session, so the
+core stays a plain sequential program that tests drive with bytes.
+
+Dispatch: the command name (``UID FETCH`` for the UID forms) is looked up in
+:data:`imapha.server.state.ALLOWED` (wrong state: ``BAD``) and then in the
+handler table of :mod:`imapha.server.commands` (one module per command or
+small group). A handler returns :class:`Ok` (the text and code of the tagged
+OK), :data:`PENDING` (it sent a ``+`` and waits for a continuation line) or
+raises :class:`~imapha.server.errors.CommandError`. Before every tagged
+response the selected folder is synced and changes by other sessions, other
+processes and other hosts are announced (EXISTS, FETCH FLAGS and, except
+during FETCH/STORE/SEARCH, EXPUNGE: RFC 3501 §7.4.1). During IDLE the shell
+calls ``wake()`` when the folder's watch fires, which announces the same.
+
+Nothing here knows about sockets, threads or the clock.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from imapha.imap import (
+    AUTHENTICATED,
+    CLOSED,
+    NEED_DATA,
+    PAUSED,
+    PRE_LOGIN,
+    Authenticate,
+    AuthenticateCancel,
+    AuthenticateResponse,
+    Capability,
+    Command,
+    ContinuationLine,
+    ContinuationRequired,
+    Greeting,
+    Id,
+    Login,
+    Logout,
+    Noop,
+    ProtocolViolation,
+    Sentinel,
+    ServerConnection,
+    StartTLS,
+    Status,
+    TaggedResponse,
+    UntaggedStatus,
+)
+from imapha.imap.codes import ResponseCode
+from imapha.imap.commands import ClientCommand
+from imapha.imap.errors import LocalProtocolError
+from imapha.imap.responses import Response
+from imapha.imap.tokens import Atom, Tag
+from imapha.maildir.fsops import FileSystem
+from imapha.server.errors import CommandError
+from imapha.server.passwd import UserDb
+from imapha.server.state import ALLOWED, NO_EXPUNGE, TRANSITIONS, Event, State, capabilities
+
+if TYPE_CHECKING:
+    from imapha.maildir.folders import Folders
+    from imapha.server.selected import Selected
+
+__all__ = ["PENDING", "Close", "Ok", "ServerContext", "Session", "StartTLSAction", "Watch"]
+
+log = logging.getLogger(__name__)
+
+#: Output bytes are handed to the sink once this many are pending (big FETCHes).
+FLUSH_AT: Final = 256 * 1024
+
+
+@dataclass(frozen=True)
+class StartTLSAction:
+    """Start TLS on the transport now (the tagged OK is already written)."""
+
+
+@dataclass(frozen=True)
+class Close:
+    """Close the connection after writing what came before."""
+
+
+@dataclass(frozen=True)
+class Watch:
+    """Watch ``path`` (the selected folder) for changes; None: stop watching."""
+
+    path: Path | None
+
+
+Action = bytes | StartTLSAction | Close | Watch
+
+
+@dataclass(frozen=True)
+class Ok:
+    text: str = "Completed"
+    code: ResponseCode | None = None
+
+
+class _Pending:
+    """A handler sent ``+`` and waits for the client's continuation line."""
+
+
+PENDING: Final = _Pending()
+
+Result = Ok | _Pending
+
+
+@dataclass
+class SessionHooks:
+    """Callbacks the shell uses for metrics and logs (all optional)."""
+
+    command_done: Callable[[str, str, float], None] | None = None
+    logged_in: Callable[[str], None] | None = None
+    appended: Callable[[], None] | None = None
+
+
+@dataclass
+class ServerContext:
+    """What every session of one server shares."""
+
+    users: UserDb
+    maildir_root: Path
+    tls_available: bool = False
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    fs: FileSystem = field(default_factory=FileSystem)
+    hooks: SessionHooks = field(default_factory=SessionHooks)
+    clock: Callable[[], float] | None = None
+    mechanisms: tuple[str, ...] = ("PLAIN",)
+
+    def maildir_of(self, user: str) -> Path:
+        return self.maildir_root / user / "Maildir"
+
+
+class Session:
+    """See the module docstring."""
+
+    def __init__(self, ctx: ServerContext, peer: str = "", *, tls: bool = False,
+                 sink: Callable[[bytes], None] | None = None) -> None:
+        self.ctx = ctx
+        self.peer = peer
+        self.client_ip = peer
+        self.tls = tls
+        self.sink = sink
+        self.session_id = secrets.token_hex(6)
+        self.conn = ServerConnection(PRE_LOGIN)
+        self.state = State.NOT_AUTHENTICATED
+        self.user: str | None = None
+        self.folders: Folders | None = None
+        self.selected: Selected | None = None
+        self.idling: Tag | None = None
+        self.client_id: dict[str, str | None] = {}
+        self._out: list[Action] = []
+        self._buf = bytearray()
+        self._pending_auth: Tag | None = None
+        self._current: str = ""
+        self._bye_sent = False
+
+    # -- output -----------------------------------------------------------------------
+    def write_raw(self, data: bytes) -> None:
+        self._buf += data
+        if self.sink is not None and len(self._buf) >= FLUSH_AT:
+            self.sink(bytes(self._buf))
+            self._buf.clear()
+
+    def send(self, response: Response) -> None:
+        self.write_raw(self.conn.send(response))
+
+    def _action(self, action: Action) -> None:
+        self._flush()
+        self._out.append(action)
+
+    def _flush(self) -> None:
+        if self._buf:
+            self._out.append(bytes(self._buf))
+            self._buf.clear()
+
+    def _take(self) -> list[Action]:
+        self._flush()
+        out, self._out = self._out, []
+        return out
+
+    # -- state ------------------------------------------------------------------------
+    def move(self, event: Event) -> None:
+        self.state = TRANSITIONS[(self.state, event)]
+
+    @property
+    def closed(self) -> bool:
+        return self.state is State.LOGOUT or self._bye_sent
+
+    def capabilities(self) -> tuple[str, ...]:
+        from imapha.server.commands import HANDLERS
+
+        return capabilities(self.state, starttls=self.ctx.tls_available and not self.tls,
+                            mechanisms=self.ctx.mechanisms, implemented=frozenset(HANDLERS))
+
+    def set_selected(self, selected: Selected | None) -> None:
+        old = self.selected
+        self.selected = selected
+        if old is not selected:
+            self._action(Watch(selected.path if selected is not None else None))
+
+    def logged_in(self, user: str, folders: Folders) -> None:
+        self.user = user
+        self.folders = folders
+        self.conn.limits = AUTHENTICATED
+        self.move(Event.LOGIN)
+        if self.ctx.hooks.logged_in is not None:
+            self.ctx.hooks.logged_in(user)
+
+    # -- input --------------------------------------------------------------------------
+    def greeting(self) -> list[Action]:
+        code = ResponseCode.capability(self.capabilities())
+        self.send(Greeting(Status.OK, "imapha ready", code))
+        return self._take()
+
+    def receive(self, data: bytes) -> list[Action]:
+        """Feed octets (``b""`` = EOF); run what is complete; the actions to carry out."""
+        self.conn.receive_data(data)
+        self._run()
+        return self._take()
+
+    def wake(self) -> list[Action]:
+        """The selected folder may have changed: announce it now if IDLE allows."""
+        if self.idling is not None and self.selected is not None and not self.closed:
+            for resp in self.selected.refresh(allow_expunge=True):
+                self.send(resp)
+        return self._take()
+
+    def shutdown(self, text: str = "Server shutting down") -> list[Action]:
+        """BYE and close (drain, stop); call between commands."""
+        if not self.closed:
+            self.send(UntaggedStatus(Status.BYE, text, ResponseCode("UNAVAILABLE")))
+            self._bye_sent = True
+            self._action(Close())
+        return self._take()
+
+    def _run(self) -> None:
+        while not self.closed:
+            event = self.conn.next_event()
+            if event is NEED_DATA or event is PAUSED:
+                return
+            if event is CLOSED:
+                self._bye_sent = True
+                self._action(Close())
+                return
+            if isinstance(event, ContinuationRequired):
+                self.write_raw(event.response)
+            elif isinstance(event, ProtocolViolation):
+                self.write_raw(event.response)
+                if event.fatal:
+                    self._bye_sent = True
+                    self._action(Close())
+                    return
+            elif isinstance(event, AuthenticateResponse | AuthenticateCancel):
+                self._auth_continued(event)
+            elif isinstance(event, ContinuationLine):
+                self._idle_line(event)
+            elif not isinstance(event, Sentinel):
+                self._command(event)
+
+    # -- dispatch ---------------------------------------------------------------------
+    @staticmethod
+    def command_name(cmd: ClientCommand) -> str:
+        if isinstance(cmd, Command):
+            if cmd.name == "UID" and cmd.args and isinstance(cmd.args[0], Atom):
+                return "UID " + cmd.args[0].value.upper()
+            return cmd.name
+        return _EVENT_NAMES[type(cmd)]
+
+    def _command(self, cmd: ClientCommand) -> None:
+        from imapha.server.commands import HANDLERS
+
+        name = self.command_name(cmd)
+        self._current = name
+        started = self.ctx.clock() if self.ctx.clock is not None else 0.0
+        allowed = ALLOWED.get(name)
+        handler = HANDLERS.get(name)
+        status = "OK"
+        try:
+            if allowed is None or handler is None:
+                raise CommandError(Status.BAD, "Unknown command")
+            if self.state not in allowed:
+                raise CommandError(Status.BAD, f"{name} is not allowed now")
+            result = handler(self, cmd)
+            if isinstance(result, _Pending):
+                return
+            self.finish(cmd.tag, result)
+        except CommandError as err:
+            status = err.status.value
+            self._tagged_error(cmd.tag, err)
+        except LocalProtocolError:
+            status = "NO"
+            log.exception("session %s: %s built an invalid response", self.session_id, name)
+            self._tagged_error(cmd.tag, CommandError(Status.NO, "Internal error",
+                                                     ResponseCode("SERVERBUG")))
+        except Exception:
+            status = "NO"
+            log.exception("session %s: %s failed", self.session_id, name)
+            self._tagged_error(cmd.tag, CommandError(Status.NO, "Internal error",
+                                                     ResponseCode("SERVERBUG")))
+        finally:
+            if self.ctx.hooks.command_done is not None and self.ctx.clock is not None:
+                self.ctx.hooks.command_done(name, status, self.ctx.clock() - started)
+
+    def _announce(self) -> None:
+        if self.selected is not None and self.state is State.SELECTED:
+            allow = self._current not in NO_EXPUNGE
+            for resp in self.selected.refresh(allow_expunge=allow):
+                self.send(resp)
+
+    def finish(self, tag: Tag, result: Ok) -> None:
+        """Announce changes, then the tagged OK."""
+        if self.state is not State.LOGOUT:
+            self._announce()
+        self.send(TaggedResponse(tag, Status.OK, result.text, result.code))
+        if self.state is State.LOGOUT:
+            self._action(Close())
+
+    def _tagged_error(self, tag: Tag, err: CommandError) -> None:
+        if err.status is Status.NO:
+            try:
+                self._announce()
+            except Exception:
+                log.exception("session %s: sync after an error failed", self.session_id)
+        self.send(TaggedResponse(tag, err.status, err.text, err.code))
+
+    # -- continuations ----------------------------------------------------------------
+    def expect_auth(self, tag: Tag) -> None:
+        self._pending_auth = tag
+
+    def _auth_continued(self, event: AuthenticateResponse | AuthenticateCancel) -> None:
+        from imapha.server.commands import auth
+
+        tag, self._pending_auth = self._pending_auth, None
+        assert tag is not None
+        if isinstance(event, AuthenticateCancel):
+            self.send(TaggedResponse(tag, Status.BAD, "Authentication cancelled"))
+            return
+        try:
+            result = auth.plain_response(self, event.data)
+            self.finish(tag, result)
+        except CommandError as err:
+            self._tagged_error(tag, err)
+
+    def _idle_line(self, event: ContinuationLine) -> None:
+        tag, self.idling = self.idling, None
+        assert tag is not None
+        self._current = "IDLE"
+        if event.line.strip().upper() == b"DONE":
+            self.finish(tag, Ok("Idle completed"))
+        else:
+            self.send(TaggedResponse(tag, Status.BAD, "Expected DONE"))
+
+    # -- client identity --------------------------------------------------------------
+    def trusted_peer(self) -> bool:
+        try:
+            addr = ipaddress.ip_address(self.peer)
+        except ValueError:
+            return False
+        return any(addr in net for net in self.ctx.trusted_proxies)
+
+
+_EVENT_NAMES: Final[dict[type, str]] = {
+    Capability: "CAPABILITY", Noop: "NOOP", Logout: "LOGOUT", StartTLS: "STARTTLS",
+    Login: "LOGIN", Authenticate: "AUTHENTICATE", Id: "ID",
+}
