@@ -99,6 +99,8 @@ READY_POLL: Final = 0.5
 DEFAULT_STOP_TIMEOUT: Final = 30.0
 EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1
+#: sysexits EX_CONFIG: the units' RestartPreventExitStatus stops a restart loop on it.
+EXIT_CONFIG: Final = 78
 
 #: The config section each role reads (vipd's is [vrrp]).
 ROLE_SECTIONS: Final[Mapping[str, str]] = {
@@ -322,7 +324,7 @@ class Daemon:
     # -- start-up ---------------------------------------------------------
 
     def prepare(self) -> bool:
-        """Synchronous part of start-up: config, node, role, context. False = exit 1."""
+        """Synchronous part of start-up: config, node, role, context. False = exit 78."""
         try:
             config = load_config(self.config_path)
             config.node(self.node)
@@ -748,7 +750,7 @@ def _short(exc: BaseException) -> str:
 
 def run_daemon(role: str, config_path: str | Path, node: str, factory: ServiceFactory,
                *, stop_timeout: float = DEFAULT_STOP_TIMEOUT) -> int:
-    """Run one role until SIGTERM/SIGINT; the process exit code (0 ok, 1 failure)."""
+    """Run one role until SIGTERM/SIGINT; the exit code (0 ok, 1 failure, 78 bad config)."""
     from twisted.internet import reactor
 
     from imapha import log as imapha_log
@@ -759,7 +761,7 @@ def run_daemon(role: str, config_path: str | Path, node: str, factory: ServiceFa
     daemon = Daemon(role, Path(config_path), node, factory, reactor,
                     stop_timeout=stop_timeout)
     if not daemon.prepare():
-        return EXIT_FAILURE
+        return EXIT_CONFIG
 
     def go() -> None:
         daemon.install_signal_handlers()

@@ -106,13 +106,13 @@ def test_crash_in_start_exits_1_and_leaves_nothing(config: Path, daemons: Daemon
     ("zz", "no node 'zz' in this config"),
     ("a", "proxy.max_conections: unknown key (did you mean 'max_connections'?)"),
 ])
-def test_unusable_config_exits_1_with_the_issue(root: Path, daemons: Daemons, node: str,
+def test_unusable_config_exits_78_with_the_issue(root: Path, daemons: Daemons, node: str,
                                                 text: str) -> None:
     config = write_config(root, extra="")
     config.write_text(config.read_text().replace("[proxy]\n", "[proxy]\nmax_conections = 5\n")
                       if node == "a" else config.read_text())
     d = daemons.spawn(config, node, "proxy")
-    assert d.wait_exit() == 1
+    assert d.wait_exit() == 78  # EX_CONFIG
     assert text in d.log()
     assert "not started" in d.log()
 
