@@ -4,8 +4,9 @@ A hypothesis state machine drives the real logic over the real SQLite store
 (and the memory store, for more examples per second). Each simulated client
 remembers what the server told it, as a real client would: an ACK makes it
 believe it holds the address until the lease ends; a NAK, a RELEASE or a
-DECLINE ends the belief. Some clients misbehave: they claim addresses nobody
-gave them, by INIT-REBOOT or by a unicast renewal. The invariant is what a
+DECLINE ends the belief. Clients move between a local link and a relayed
+shared network, and some misbehave: they claim addresses nobody gave them, by
+INIT-REBOOT or by a unicast renewal. The invariant is what a
 network operator cares about: at no moment do two clients believe they hold
 the same address, every belief is backed by a BOUND record in the store, and
 a registered address is only ever held by its own host.
@@ -13,6 +14,7 @@ a registered address is only ever held by its own host.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
@@ -34,10 +36,23 @@ from tests.dhcp.lab import SERVER_ID, T0, Client, ip, mac
 
 N_CLIENTS = 8
 POOL = Pool(ip("192.0.2.100"), ip("192.0.2.105"))
+# A relayed shared network of two small subnets ("campus"), behind giaddr 203.0.113.1.
+CAMPUS_POOLS = (
+    Pool(ip("203.0.113.10"), ip("203.0.113.11")),
+    Pool(ip("203.0.113.140"), ip("203.0.113.141")),
+)
+CAMPUS_GIADDR = ip("203.0.113.1")
 REGISTERED = {0: ip("192.0.2.100"), 1: ip("192.0.2.20")}  # one inside the pool, one outside
 LOCAL = Ingress("eth0", (IPv4Interface("192.0.2.2/24"),), broadcast=True)
 UNICAST = Ingress("eth0", (IPv4Interface("192.0.2.2/24"),), broadcast=False)
-CLAIMABLE = [*POOL, ip("192.0.2.20"), ip("192.0.2.30"), ip("198.51.100.7")]
+CLAIMABLE = [
+    *POOL,
+    *CAMPUS_POOLS[0],
+    *CAMPUS_POOLS[1],
+    ip("192.0.2.20"),
+    ip("192.0.2.30"),
+    ip("198.51.100.7"),
+]
 
 clients = st.integers(0, N_CLIENTS - 1)
 
@@ -51,8 +66,22 @@ class Fleet(RuleBasedStateMachine):
         self.store: LeaseStore = (
             SQLiteStore(self.dir / "leases.db") if self.use_sqlite else MemoryStore()
         )
-        subnet = Subnet(IPv4Network("192.0.2.0/24"), pools=(POOL,), lease_time=300)
-        config = ServerConfig(SERVER_ID, (subnet,), offer_hold=30.0, decline_quarantine=500.0)
+        subnets = (
+            Subnet(IPv4Network("192.0.2.0/24"), pools=(POOL,), lease_time=300),
+            Subnet(
+                IPv4Network("203.0.113.0/25"),
+                pools=(CAMPUS_POOLS[0],),
+                lease_time=200,
+                shared_network="campus",
+            ),
+            Subnet(
+                IPv4Network("203.0.113.128/25"),
+                pools=(CAMPUS_POOLS[1],),
+                lease_time=400,
+                shared_network="campus",
+            ),
+        )
+        config = ServerConfig(SERVER_ID, subnets, offer_hold=30.0, decline_quarantine=500.0)
         hosts = Registrations(
             [
                 Registration(REGISTERED[0], mac=mac(0)),
@@ -104,8 +133,19 @@ class Fleet(RuleBasedStateMachine):
 
     @rule(n=clients, unicast=st.booleans())
     def renew(self, n: int, unicast: bool) -> None:
+        """RENEWING goes straight to the server (no relay); REBINDING is broadcast."""
         if n in self.beliefs:
-            self._send(n, self.clients[n].renew(self.beliefs[n][0]), UNICAST if unicast else LOCAL)
+            client = self.clients[n]
+            if unicast:
+                client = dataclasses.replace(client, giaddr=IPv4Address(0))
+            self._send(n, client.renew(self.beliefs[n][0]), UNICAST if unicast else LOCAL)
+
+    @rule(n=clients)
+    def move(self, n: int) -> None:
+        """The client's cable moves to the other link; it keeps what it believes."""
+        client = self.clients[n]
+        client.giaddr = CAMPUS_GIADDR if client.giaddr == IPv4Address(0) else IPv4Address(0)
+        self.offers.pop(n, None)
 
     @rule(n=clients, address=st.sampled_from(CLAIMABLE), reboot=st.booleans())
     def claim(self, n: int, address: IPv4Address, reboot: bool) -> None:
@@ -155,7 +195,7 @@ class Fleet(RuleBasedStateMachine):
                 if address == registered:
                     assert n == owner
             if n not in REGISTERED:
-                assert address in POOL
+                assert any(address in pool for pool in (POOL, *CAMPUS_POOLS))
 
 
 class MemoryFleet(Fleet):
