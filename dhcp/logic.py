@@ -642,6 +642,10 @@ class Server:
                 if lease.state is LeaseState.OFFERED and lease.holds(now)
             ]
             return Outcome(tuple(offers), drop=DropReason.NOT_FOR_US)
+        if wanted is None and request.ciaddr != ZERO:
+            # Server id in a renewal breaks §4.4.5, but some clients do it: the
+            # RENEWING checks are as strict, so answer it as one.
+            return self._renewing(request, ingress, client, now)
         if wanted is None or request.ciaddr != ZERO:
             return Outcome(drop=DropReason.MALFORMED_REQUEST)  # §4.3.2 SELECTING
         link = self.link(request, ingress)

@@ -620,3 +620,17 @@ def test_a_newly_registered_host_is_moved_to_its_address_at_renewal(store: Lease
     assert lease_for(server, host, now=T0 + 101) == registered
     old = store.get(dynamic)
     assert old is not None and old.state is LeaseState.RELEASED
+
+
+def test_a_renewal_carrying_our_server_id_is_treated_as_renewing(server: Server) -> None:
+    client = Client(mac(1))
+    address = lease_for(server, client)
+    request = client.packet(MessageType.REQUEST, ciaddr=address, extra={Opt.SERVER_ID: SERVER_ID})
+    _, ack = run(server, request, LOCAL_UNICAST, now=T0 + 1800)
+    assert ack is not None and ack.packet.message_type is MessageType.ACK
+    assert ack.delivery is Delivery.UNICAST
+    other = Client(mac(2)).packet(
+        MessageType.REQUEST, ciaddr=address, extra={Opt.SERVER_ID: SERVER_ID}
+    )
+    _, nak = run(server, other, LOCAL_UNICAST, now=T0 + 1801)
+    assert nak is not None and nak.packet.message_type is MessageType.NAK
