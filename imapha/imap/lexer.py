@@ -28,6 +28,10 @@ from .tokens import LENIENT_ATOM_RE, TAG_RE, Atom, Literal, PList, Quoted, Tag, 
 _TOKEN_RE = re.compile(
     rb'"((?:[^"\\\r\n\x00]|\\["\\])*)"|(' + LENIENT_ATOM_RE.pattern + rb")"
 )
+#: One token or separator at a time: 1 SP, 2 "(", 3 ")", 4 quoted, 5 atom.
+_SCAN_RE = re.compile(
+    rb'( )|(\()|(\))|"((?:[^"\\\r\n\x00]|\\["\\])*)"|(' + LENIENT_ATOM_RE.pattern + rb")"
+)
 _ATOM_CACHE: dict[bytes, Atom] = {}
 _ATOM_CACHE_MAX = 4096
 
@@ -159,12 +163,77 @@ class Lexer:
             self._pos = pos + 1
 
     def rest(self) -> tuple[Token, ...]:
-        """All remaining arguments, each preceded by one SP."""
-        out: list[Token] = []
-        while not self.at_end():
-            self.sp()
-            out.append(self.token())
-        return tuple(out)
+        """All remaining arguments, each preceded by one SP.
+
+        The same grammar as repeated ``sp()`` + ``token()``, in one loop with
+        one regex call per token or separator: states are "after a token"
+        (SP, ")" or the end may follow), "after SP" and "after (".
+        """
+        after_token, after_sp, after_open = 0, 1, 2
+        stack: list[list[Token]] = [[]]
+        state = after_token
+        limits = self._limits
+        count = self._count
+        while True:
+            line, pos = self._line, self._pos
+            match = _SCAN_RE.match
+            while (m := match(line, pos)) is not None:
+                pos = m.end()
+                kind = m.lastindex
+                if kind == 1:  # SP
+                    if state != after_token:
+                        raise RemoteProtocolError("Unexpected space")
+                    state = after_sp
+                    continue
+                if kind == 3:  # ")"
+                    if state == after_sp or len(stack) == 1:
+                        raise RemoteProtocolError("Unexpected ')'")
+                    items = stack.pop()
+                    stack[-1].append(PList(tuple(items)))
+                    state = after_token
+                    continue
+                if state == after_token:
+                    raise RemoteProtocolError("Expected a space")
+                count += 1
+                if count > limits.max_tokens:
+                    raise LimitExceeded("Too many arguments", limit="max_tokens", code="LIMIT")
+                if kind == 2:  # "("
+                    if len(stack) > limits.max_depth:
+                        raise LimitExceeded(
+                            "Lists nested too deeply", limit="max_depth", code="LIMIT"
+                        )
+                    stack.append([])
+                    state = after_open
+                    continue
+                if kind == 5:
+                    stack[-1].append(_atom(m[5]))
+                else:
+                    raw = m[4]
+                    stack[-1].append(
+                        Quoted._from_wire(_ESCAPE_RE.sub(rb"\1", raw) if b"\\" in raw else raw)
+                    )
+                state = after_token
+            self._pos = pos
+            if pos < len(line):
+                c = line[pos]
+                if c == 0x22:
+                    raise RemoteProtocolError("Invalid quoted string")
+                raise RemoteProtocolError(_why_not_atom(c))
+            if self._i >= len(self._lits):
+                break
+            if state == after_token:
+                raise RemoteProtocolError("Expected a space")
+            count += 1
+            if count > limits.max_tokens:
+                raise LimitExceeded("Too many arguments", limit="max_tokens", code="LIMIT")
+            stack[-1].append(self._literal())
+            state = after_token
+        self._count = count
+        if len(stack) > 1:
+            raise RemoteProtocolError("Missing ')'")
+        if state != after_token:
+            raise RemoteProtocolError("Missing argument")
+        return tuple(stack[0])
 
 
 def _why_not_atom(c: int) -> str:

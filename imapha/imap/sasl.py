@@ -44,7 +44,7 @@ def _utf8(raw: bytes, what: str) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise RemoteProtocolError(f"PLAIN {what} is not UTF-8") from None
+        raise RemoteProtocolError(f"SASL {what} is not UTF-8") from None
 
 
 def parse_plain(message: bytes) -> Credentials:
