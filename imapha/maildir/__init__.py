@@ -2,11 +2,10 @@
 
 See docs/maildir.md. The API the IMAP server uses:
 ``Mailbox`` (one folder: sync, flags, expunge, append, copy, move),
-``Folders`` (the folder tree and subscriptions), ``deliver`` (MTA delivery),
-``MaildirWatch`` (change notification).
+``Folders`` (the folder tree and subscriptions), ``MaildirWatch`` (change
+notification); MTA delivery is ``imapha.maildir.deliver.deliver``.
 """
 
-from imapha.maildir.deliver import deliver
 from imapha.maildir.folders import FolderError, Folders
 from imapha.maildir.fsops import FileSystem, LockLost, LockTimeout
 from imapha.maildir.keywords import KeywordLimit
@@ -26,5 +25,4 @@ __all__ = [
     "MessageExpunged",
     "StoreMode",
     "SyncResult",
-    "deliver",
 ]
