@@ -23,8 +23,12 @@ its bytes. What each item answers:
   compared case-insensitively, then the blank line; the echoed names are upper
   case.
 * ``BINARY[part]`` and ``BINARY.SIZE[part]`` (RFC 3516): the part's body with
-  its Content-Transfer-Encoding undone; a literal8 when it holds NUL; an
-  encoding we cannot undo answers ``NO [UNKNOWN-CTE]``.
+  its Content-Transfer-Encoding undone; a literal8 (``~{n}``) when an encoding
+  was undone or it holds NUL (as Dovecot), else a literal; an encoding we
+  cannot undo answers ``NO [UNKNOWN-CTE]``. Multiparts and messages are not
+  decoded.
+* ``HEADER.FIELDS`` ends with CRLF always; ``HEADER.FIELDS.NOT`` with the
+  header's own blank line, if it has one (both as Dovecot).
 * ``RFC822``, ``RFC822.HEADER``, ``RFC822.TEXT``: ``BODY[]``, ``BODY.PEEK[HEADER]``
   and ``BODY[TEXT]`` under their own names.
 
@@ -325,7 +329,12 @@ def _header_fields(msg: ParsedMessage, item: FetchItem) -> bytes:
         if (f.name.lower() in wanted) == keep:
             line = data[f.start : f.end]
             out += line if line.endswith(b"\n") else line + b"\r\n"
-    out += b"\r\n"
+    if keep:
+        out += b"\r\n"
+    else:
+        # .NOT passes the header's own blank line through (none if it has none).
+        last = part.fields[-1].end if part.fields else part.start
+        out += data[last : part.body_start]
     return bytes(out)
 
 
@@ -336,17 +345,21 @@ def _section_value(msg: ParsedMessage, item: FetchItem) -> bytes:
     return b"" if value is None else value
 
 
-def _binary_value(msg: ParsedMessage, item: FetchItem) -> bytes:
+def _binary_value(msg: ParsedMessage, item: FetchItem) -> tuple[bytes, bool]:
+    """The decoded content, and whether a transfer encoding was undone."""
     if not item.part:
-        return msg.data
+        return msg.data, False
     part = msg.part(item.part)
     if part is None:
-        return b""
+        return b"", False
     cte = part.first(msg.data, b"content-transfer-encoding") or b"7bit"
-    decoded = decode_transfer(msg.data[part.body_start : part.end], cte)
+    body = msg.data[part.body_start : part.end]
+    if part.children or part.message is not None:
+        return body, False
+    decoded = decode_transfer(body, cte)
     if decoded is None:
         raise UnknownCTE()
-    return decoded
+    return decoded, decoded is not body
 
 
 def _flags(flags: tuple[str, ...]) -> PList:
@@ -382,10 +395,11 @@ def render_items(request: FetchRequest, src: FetchSource) -> list[Node]:
             elif kind is Kind.BODYSTRUCTURE:
                 value = body_structure(msg.root, msg.data, extended=True)
             elif kind is Kind.BINARY_SIZE:
-                value = number(len(_binary_value(msg, item)))
+                value = number(len(_binary_value(msg, item)[0]))
             elif kind is Kind.BINARY:
-                name, raw = _partial(item, _binary_value(msg, item))
-                value = Literal(raw, binary=b"\x00" in raw)
+                content, decoded = _binary_value(msg, item)
+                name, raw = _partial(item, content)
+                value = Literal(raw, binary=decoded or b"\x00" in raw)
             else:
                 name, raw = _partial(item, _section_value(msg, item))
                 value = Literal(raw.replace(b"\x00", b"\x80") if b"\x00" in raw else raw)

@@ -83,9 +83,7 @@ class ParsedMessage:
         """The part a section number names (RFC 3501 §6.4.5); None if there is none."""
         cur = self.root
         for i, n in enumerate(path):
-            if i > 0 and not cur.children:
-                if cur.message is None:
-                    return None
+            if i > 0 and not cur.children and cur.message is not None:
                 cur = cur.message
             if cur.children:
                 if not 1 <= n <= len(cur.children):

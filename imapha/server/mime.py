@@ -18,6 +18,8 @@ byte for byte; nothing is decoded or re-folded here.
   (RFC 2046 §5.1.1), so it is in no part. A missing close delimiter ends the
   last part at the end of the enclosing region. A multipart whose delimiter is
   never found has no children (renderers show a dummy empty part, as Dovecot).
+* A multipart nested in a multipart, closed by ``--inner--`` right before the
+  outer delimiter, keeps the line end of its close line (Dovecot does so).
 * A ``message/rfc822`` (or ``message/global``) body that is not base64/QP
   encoded is parsed again as a message, one level deeper.
 * Nesting deeper than :data:`MAX_DEPTH` and more than :data:`MAX_PARTS` parts
@@ -357,13 +359,13 @@ class _Budget:
 
 def _delimiters(
     data: bytes, boundary: bytes, start: int, end: int
-) -> list[tuple[int, int, bool]]:
-    """Delimiter lines in [start, end): (cut, next part start, is_close).
+) -> list[tuple[int, int, int, bool]]:
+    """Delimiter lines in [start, end): (cut, delimiter start, next part start, is_close).
 
     ``cut`` is where the previous part ends: before the line end preceding the
     delimiter (RFC 2046 §5.1.1), or the delimiter itself at the region start.
     """
-    out: list[tuple[int, int, bool]] = []
+    out: list[tuple[int, int, int, bool]] = []
     marker = b"--" + boundary
     pos = start
     while pos < end:
@@ -379,13 +381,30 @@ def _delimiters(
             cut = hit
             if hit > start and data[hit - 1] == 0x0A:
                 cut = hit - 2 if hit - 1 > start and data[hit - 2] == 0x0D else hit - 1
-            out.append((max(cut, start), nxt, is_close))
+            out.append((max(cut, start), hit, nxt, is_close))
             if is_close:
                 break
             pos = nxt
         else:
             pos = after
     return out
+
+
+def _closed_unended(data: bytes, part: Part) -> bool:
+    """Whether ``part`` (or the message it encapsulates) is a multipart whose close
+    delimiter ran to the region's end with no line end: the line end we cut before
+    the next outer delimiter is then that close line's own, which Dovecot leaves in
+    the part (one line end cannot end one line and precede the next delimiter too)."""
+    p: Part | None = part
+    for _ in range(MAX_DEPTH + 1):
+        if p is None:
+            return False
+        if p.message is not None:
+            p = p.message
+            continue
+        return (p.children != () and p.epilogue == (p.end, p.end)
+                and data[p.end - 1 : p.end] != b"\n")
+    return False
 
 
 def _parse_part(
@@ -407,21 +426,20 @@ def _parse_part(
             if delims:
                 children: list[Part] = []
                 child_digest = subtype == b"digest"
-                for (_, part_start, is_close), nxt in zip(
+                for (_, _, part_start, is_close), nxt in zip(
                     delims, [*delims[1:], None], strict=True
                 ):
-                    if is_close:
+                    if is_close or budget.parts >= MAX_PARTS:
                         break
-                    part_end = end if nxt is None else nxt[0]
-                    part_end = max(part_end, part_start)
-                    if budget.parts >= MAX_PARTS:
-                        break
-                    children.append(
-                        _parse_part(data, part_start, part_end, depth + 1,
-                                    digest=child_digest, budget=budget)
-                    )
+                    part_end = max(end if nxt is None else nxt[0], part_start)
+                    child = _parse_part(data, part_start, part_end, depth + 1,
+                                        digest=child_digest, budget=budget)
+                    if nxt is not None and part_end < nxt[1] and _closed_unended(data, child):
+                        child = _parse_part(data, part_start, nxt[1], depth + 1,
+                                            digest=child_digest, budget=budget)
+                    children.append(child)
                 last = delims[-1]
-                epilogue = (last[1], end) if last[2] else None
+                epilogue = (last[2], end) if last[3] else None
                 return Part(
                     start, body_start, end, fields, ctype, tuple(children),
                     preamble=(body_start, delims[0][0]), epilogue=epilogue,

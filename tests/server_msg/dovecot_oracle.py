@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+#: mtime (INTERNALDATE) of the first message; each next one is an hour later.
+BASE_TIME = 1_700_000_000
 _LITERAL_END = re.compile(rb"\{(\d+)\}\r\n$")
 
 
@@ -101,12 +103,12 @@ def deliver_files(maildir: Path, messages: list[bytes], uid: int, gid: int) -> N
         (maildir / sub).mkdir(parents=True, exist_ok=True)
         os.chown(maildir / sub, uid, gid)
     os.chown(maildir.parent, uid, gid)
-    base = 1_700_000_000
     for i, raw in enumerate(messages):
-        path = maildir / "new" / f"{base + i}.M{i}P1.imapha-test"
+        path = maildir / "new" / f"{BASE_TIME + i}.M{i}P1.imapha-test"
         path.write_bytes(raw)
         os.chown(path, uid, gid)
-        os.utime(path, (base + i * 3600, base + i * 3600))
+        t = BASE_TIME + i * 3600
+        os.utime(path, (t, t))
 
 
 @contextmanager
