@@ -1,0 +1,241 @@
+"""The Twisted shell: one protocol per connection feeding a sans-I/O session.
+
+Theory of operation
+-------------------
+The reactor thread only moves octets. Everything the session does (parsing,
+and the Maildir I/O that blocks on the file system, NFS included) runs in the
+service's thread pool, **one job at a time per connection**, so a session is
+single-threaded even though it runs on several threads over its life:
+
+* ``dataReceived`` queues the chunk and starts a job if none runs;
+* a job drains the queue through ``Session.receive`` and hands each batch of
+  actions back to the reactor with ``callFromThread`` (FIFO, so responses go
+  out in command order, and a ``StartTLSAction`` runs right after the tagged
+  OK it follows, before any later octet is read);
+* when the folder watch fires (inotify on this host, the stat poll for other
+  hosts) during IDLE, a job runs ``Session.wake``; a drain or a kick queues a
+  BYE that the next job sends between commands.
+
+No reactor-thread code touches the session, and no job touches the transport.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
+
+from imapha.maildir.watch import MaildirWatch
+from imapha.server.lmtp import LmtpSession
+from imapha.server.session import Action, Close, Session, StartTLSAction, Watch
+
+if TYPE_CHECKING:
+    from imapha.server.service import BackendService
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ImapFactory", "ImapProtocol", "LmtpFactory", "LmtpProtocol"]
+
+
+class ImapProtocol(Protocol):
+    def __init__(self, service: BackendService, kind: str) -> None:
+        self.service = service
+        self.kind = kind
+        self.session: Session | None = None
+        self.watch: MaildirWatch | None = None
+        self.lost = False
+        self._lock = threading.Lock()
+        self._inbox: deque[bytes] = deque()
+        self._wake = False
+        self._bye: str | None = None
+        self._busy = False
+
+    # -- reactor side ----------------------------------------------------------------
+    def connectionMade(self) -> None:
+        transport: Any = self.transport
+        peer = transport.getPeer()
+        svc = self.service
+        self.session = Session(svc.context, str(getattr(peer, "host", "")),
+                               tls=self.kind == "imaps", sink=self._sink)
+        svc.opened(self)
+        self._carry_out(self.session.greeting())
+
+    def dataReceived(self, data: bytes) -> None:
+        with self._lock:
+            self._inbox.append(data)
+        self._kick()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.lost = True
+        self._set_watch(None)
+        self.service.closed(self)
+
+    def changed(self) -> None:
+        """The selected folder's watch fired (reactor thread)."""
+        session = self.session
+        if session is not None and session.idling is not None:
+            with self._lock:
+                self._wake = True
+            self._kick()
+
+    def bye(self, text: str) -> None:
+        """End the session at the next safe point (drain, kick, stop)."""
+        with self._lock:
+            self._bye = text
+        self._kick()
+
+    def _kick(self) -> None:
+        if self._busy or self.lost:
+            return
+        with self._lock:
+            if not (self._inbox or self._wake or self._bye is not None):
+                return
+        self._busy = True
+        d = deferToThreadPool(self.service.reactor, self.service.pool, self._work)
+        d.addCallbacks(self._done, self._failed)
+
+    def _done(self, _: object) -> None:
+        self._busy = False
+        self._kick()
+
+    def _failed(self, failure: Failure) -> None:
+        self._busy = False
+        log.error("session job failed: %s", failure.getTraceback())
+        transport: Any = self.transport
+        if transport is not None:
+            transport.abortConnection()
+
+    def _sink(self, data: bytes) -> None:
+        self.service.reactor.callFromThread(self._write, data)
+
+    def _write(self, data: bytes) -> None:
+        if not self.lost:
+            transport: Any = self.transport
+            transport.write(data)
+
+    def _carry_out(self, actions: list[Action]) -> None:
+        transport: Any = self.transport
+        for action in actions:
+            if self.lost:
+                return
+            if isinstance(action, bytes):
+                transport.write(action)
+            elif isinstance(action, StartTLSAction):
+                tls = self.service.server_tls
+                assert tls is not None
+                transport.startTLS(tls)
+            elif isinstance(action, Close):
+                transport.loseConnection()
+            elif isinstance(action, Watch):
+                self._set_watch(action)
+
+    def _set_watch(self, action: Watch | None) -> None:
+        if self.watch is not None:
+            self.watch.stop()
+            self.watch = None
+        if action is not None and action.path is not None:
+            reactor = self.service.reactor
+            self.watch = MaildirWatch(action.path,
+                                      on_change=lambda: reactor.callFromThread(self.changed),
+                                      observer=self.service.observer).start()
+
+    # -- worker side ---------------------------------------------------------------
+    def _work(self) -> None:
+        session = self.session
+        assert session is not None
+        call: Callable[..., Any] = self.service.reactor.callFromThread
+        while True:
+            with self._lock:
+                chunks = list(self._inbox)
+                self._inbox.clear()
+                wake, self._wake = self._wake, False
+                bye, self._bye = self._bye, None
+            if not chunks and not wake and bye is None:
+                return
+            for chunk in chunks:
+                actions = session.receive(chunk)
+                if actions:
+                    call(self._carry_out, actions)
+            if wake:
+                actions = session.wake()
+                if actions:
+                    call(self._carry_out, actions)
+            if bye is not None:
+                call(self._carry_out, session.shutdown(bye))
+            if session.closed:
+                return
+
+
+class ImapFactory(Factory):
+    def __init__(self, service: BackendService, kind: str) -> None:
+        self.service = service
+        self.kind = kind
+
+    def buildProtocol(self, addr: Any) -> ImapProtocol:
+        proto = ImapProtocol(self.service, self.kind)
+        proto.factory = self
+        return proto
+
+
+class LmtpProtocol(Protocol):
+    """LMTP over TCP; each batch of lines runs in the pool (deliveries block)."""
+
+    def __init__(self, service: BackendService) -> None:
+        self.service = service
+        self.session = LmtpSession(service.hostname, service.user_exists, service.deliver_lmtp,
+                                   max_size=service.max_message_size)
+        self._inbox: deque[bytes] = deque()
+        self._busy = False
+        self.lost = False
+
+    def connectionMade(self) -> None:
+        transport: Any = self.transport
+        transport.write(self.session.greeting())
+
+    def dataReceived(self, data: bytes) -> None:
+        self._inbox.append(data)
+        self._kick()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.lost = True
+
+    def _kick(self) -> None:
+        if self._busy or not self._inbox or self.lost:
+            return
+        data = b"".join(self._inbox)
+        self._inbox.clear()
+        self._busy = True
+        d = deferToThreadPool(self.service.reactor, self.service.pool, self.session.receive, data)
+        d.addCallbacks(self._replied, self._failed)
+
+    def _replied(self, out: bytes) -> None:
+        self._busy = False
+        transport: Any = self.transport
+        if not self.lost:
+            transport.write(out)
+            if self.session.closed:
+                transport.loseConnection()
+                return
+        self._kick()
+
+    def _failed(self, failure: Failure) -> None:
+        self._busy = False
+        log.error("LMTP job failed: %s", failure.getTraceback())
+        transport: Any = self.transport
+        transport.abortConnection()
+
+
+class LmtpFactory(Factory):
+    def __init__(self, service: BackendService) -> None:
+        self.service = service
+
+    def buildProtocol(self, addr: Any) -> LmtpProtocol:
+        proto = LmtpProtocol(self.service)
+        proto.factory = self
+        return proto
