@@ -71,14 +71,23 @@ class DovecotError(RuntimeError):
 
 
 class Process(Protocol):
-    """What we need of a started process (``subprocess.Popen`` satisfies it)."""
+    """What we need of a started process: ``subprocess.Popen`` and the lab's
+    ``LabProcess`` both fit. Whether it ended is asked through ``poll()`` when it
+    has one, else its ``returncode`` property (see ``_poll``)."""
 
     @property
     def pid(self) -> int: ...
 
-    def poll(self) -> int | None: ...
-
     def wait(self, timeout: float | None = None) -> int: ...
+
+
+def _poll(proc: Process) -> int | None:
+    poll = getattr(proc, "poll", None)
+    if callable(poll):
+        result: int | None = poll()
+        return result
+    code: int | None = getattr(proc, "returncode", None)
+    return code
 
 
 Spawn = Callable[[list[str]], Process]
@@ -279,7 +288,7 @@ class DovecotServer:
 
     @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        return self._proc is not None and _poll(self._proc) is None
 
     @property
     def mail_uid(self) -> int:
@@ -461,7 +470,7 @@ class DovecotServer:
         assert self._proc is not None
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
+            if _poll(self._proc) is not None:
                 return False
             if self._ready_check is not None:
                 ready = self._ready_check(self)
@@ -497,7 +506,7 @@ class DovecotServer:
         proc = self._proc
         if proc is None:
             return
-        if proc.poll() is None:
+        if _poll(proc) is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGTERM)
             try:

@@ -7,11 +7,13 @@ import os
 import smtplib
 import socket
 import ssl
+import sys
 from pathlib import Path
 
 import pytest
 
 from imapha.lab.dovecot import DovecotError, DovecotServer, _descendants
+from tests.prereq import need_binary, need_root
 
 
 def _alive(pid: int) -> bool:
@@ -137,3 +139,31 @@ def test_start_failure_reports_the_log(dovecot_dir: Path) -> None:
     with pytest.raises(DovecotError, match="no_such_setting"):
         dv.start()
     assert not dv.running
+
+
+CLIENT_SCRIPT = """
+import imaplib, sys
+imap = imaplib.IMAP4(sys.argv[1], int(sys.argv[2]), timeout=20)
+print(imap.login("alice", "pw")[0], imap.select("INBOX")[0])
+imap.logout()
+"""
+
+
+def test_runs_inside_a_lab_namespace(dovecot_dir: Path, tmp_path: Path) -> None:
+    need_root()
+    need_binary("ip")
+    from imapha.lab.topology import Lab
+
+    with Lab(workdir=tmp_path / "lab") as lab:
+        host = lab.add_host("dv", ["192.0.2.31/24"])
+        client = lab.add_client("cl", ["192.0.2.131/24"])
+        dv = DovecotServer(dovecot_dir, {"alice": "pw"}, listen="192.0.2.31",
+                           spawn=host.spawn)
+        with dv:
+            assert dv.pid in host.pids()
+            done = client.run([sys.executable, "-c", CLIENT_SCRIPT, "192.0.2.31",
+                               str(dv.imap_port)], timeout=60)
+            assert done.stdout.split() == ["OK", "OK"]
+            dv.kill()
+            assert not dv.running
+            assert not [pid for pid in host.pids() if _alive(pid)]
