@@ -7,6 +7,7 @@ from a socket, literals included, every wait bounded.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -90,10 +91,8 @@ class RawImap:
         raise RuntimeError(f"no FETCH response for {seq} {item}")
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError, RuntimeError):
             self.command(b"LOGOUT")
-        except (OSError, RuntimeError):
-            pass
         self.sock.close()
 
 
