@@ -1,4 +1,4 @@
-"""Real DHCP clients (busybox udhcpc, ISC dhclient) against the codec + logic + SQLite.
+"""Real DHCP clients (busybox udhcpc, ISC dhclient, via ISC dhcrelay) against our core.
 
 A two-host lab: the server host (192.0.2.1) and a client host with an
 unconfigured interface. The test process answers on UDP port 67 inside the
@@ -26,7 +26,7 @@ import pytest
 from dhcp.logic import Delivery, Ingress, Reply, Server, apply
 from dhcp.network import Pool, ServerConfig, Subnet
 from dhcp.options import DecodeError, MessageType
-from dhcp.packet import CLIENT_PORT, SERVER_PORT, decode, encode
+from dhcp.packet import CLIENT_PORT, SERVER_PORT, Packet, decode, encode
 from dhcp.sqlite_store import SQLiteStore
 from dhcp.store import LeaseState
 from imapha.lab.topology import Host, Lab
@@ -41,7 +41,10 @@ IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux value; Python 3.11 lacks 
 
 UDHCPC_SCRIPT = """#!/bin/sh
 case "$1" in
-  bound) ip addr add "$ip/$mask" dev "$interface" ;;
+  bound)
+    ip addr add "$ip/$mask" dev "$interface"
+    [ -n "$router" ] && ip route replace default via "${router%% *}" dev "$interface"
+    ;;
   renew) OUT="$OUT.renew" ;;
   *) exit 0 ;;
 esac
@@ -85,10 +88,16 @@ def serve_until_bound(sock: socket.socket, server: Server, done: Path) -> list[s
     return serve_until(sock, server, done.exists)
 
 
-def serve_until(sock: socket.socket, server: Server, finished: Callable[[], bool]) -> list[str]:
+def serve_until(
+    sock: socket.socket,
+    server: Server,
+    finished: Callable[[], bool],
+    log: list[tuple[Packet, Reply | None]] | None = None,
+) -> list[str]:
     """Answer requests until ``finished()`` (bounded by LIMIT); return what was seen.
 
-    A request that reached us by unicast is noted as ``REQUEST/unicast``.
+    A request that reached us by unicast is noted as ``REQUEST/unicast``; each
+    request and its reply are appended to ``log`` if given.
     """
     seen: list[str] = []
     deadline = time.monotonic() + LIMIT
@@ -110,6 +119,8 @@ def serve_until(sock: socket.socket, server: Server, finished: Callable[[], bool
         reply = apply(outcome, server.store)
         name = MessageType(request.message_type or 0).name
         seen.append(name if broadcast else f"{name}/unicast")
+        if log is not None:
+            log.append((request, reply if isinstance(reply, Reply) else None))
         if not isinstance(reply, Reply):
             continue
         seen.append(str(MessageType(reply.packet.message_type or 0).name))
@@ -128,6 +139,14 @@ def read_env(path: Path) -> dict[str, str]:
     return {key: value for key, value in pairs}
 
 
+RELAYED = Subnet(
+    IPv4Network("198.51.100.0/24"),
+    pools=(Pool(IPv4Address("198.51.100.100"), IPv4Address("198.51.100.109")),),
+    routers=(IPv4Address("198.51.100.1"),),
+    lease_time=900,
+)
+
+
 def make_server(tmp_path: Path) -> Server:
     subnet = Subnet(
         IPv4Network("192.0.2.0/24"),
@@ -137,7 +156,8 @@ def make_server(tmp_path: Path) -> Server:
         domain_name="lab.example",
         lease_time=600,
     )
-    return Server(ServerConfig(SERVER.ip, (subnet,)), SQLiteStore(tmp_path / "leases.db"))
+    config = ServerConfig(SERVER.ip, (subnet, RELAYED))
+    return Server(config, SQLiteStore(tmp_path / "leases.db"))
 
 
 def setup(lab: Lab) -> tuple[Host, Host]:
@@ -260,4 +280,50 @@ def test_udhcpc_renews_by_unicast_and_releases(lab: Lab, tmp_path: Path) -> None
         seen = serve_until(sock, server, released)
     assert released(), f"no release; exchange {seen}; log:\n{process.log.read_text()}"
     assert seen == ["RELEASE/unicast"]
+    server.store.close()
+
+
+def test_udhcpc_through_isc_dhcrelay_with_option_82(lab: Lab, tmp_path: Path) -> None:
+    """Relayed (RFC 2131 §4.1, RFC 3046): subnet by giaddr, replies to giaddr:67, 82 echoed."""
+    udhcpc = need_binary("udhcpc")
+    dhcrelay = need_binary("dhcrelay")
+    srv = lab.add_host("srv", [str(SERVER)])
+    relay = lab.add_host("rly", ["192.0.2.254/24", "198.51.100.1/24"])
+    client = lab.add_client("c", networks=["198.51.100.0/24"])
+    srv.run(["ip", "route", "add", "198.51.100.0/24", "via", "192.0.2.254"])
+    relay.sysctl("net.ipv4.ip_forward", 1)
+    server = make_server(tmp_path)
+    script = tmp_path / "udhcpc.sh"
+    script.write_text(UDHCPC_SCRIPT)
+    script.chmod(0o755)
+    done = tmp_path / "udhcpc.env"
+    log: list[tuple[Packet, Reply | None]] = []
+    with dhcp_socket(srv) as sock:
+        pid_file = str(tmp_path / "relay.pid")
+        relay.spawn(
+            [dhcrelay, "-4", "-d", "-a", "-pf", pid_file, "-id", "eth1", "-iu", "eth0", "192.0.2.1"]
+        )
+        time.sleep(0.5)  # dhcrelay opens its sockets
+        process = client.spawn(
+            [udhcpc, "-i", "eth0", "-f", "-q", "-n", "-t", "8", "-T", "1", "-s", str(script)],
+            env={"OUT": str(done)},
+        )
+        seen = serve_until(sock, server, done.exists, log)
+    assert done.exists(), f"no lease through the relay; {seen}; log:\n{process.log.read_text()}"
+    env = read_env(done)
+    address = IPv4Address(env["ip"])
+    assert address in RELAYED.pools[0]
+    assert env["router"].split() == ["198.51.100.1"]
+    assert env["lease"] == "900"
+    assert env["serverid"] == str(SERVER.ip)
+    request, reply = next((q, r) for q, r in log if r is not None)
+    assert request.giaddr == IPv4Address("198.51.100.1") and request.hops >= 1
+    info = request.options.relay_agent_info
+    assert info is not None and info.circuit_id == b"eth1"  # dhcrelay -a: the interface
+    assert reply is not None and reply.delivery is Delivery.RELAY
+    assert (reply.destination, reply.port) == (IPv4Address("198.51.100.1"), SERVER_PORT)
+    assert reply.packet.options.relay_agent_info == info
+    assert client.ping(str(SERVER.ip), count=1, wait=2.0)  # routed back through the relay
+    lease = server.store.get(address)
+    assert lease is not None and lease.state is LeaseState.BOUND
     server.store.close()
