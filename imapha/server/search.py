@@ -17,20 +17,26 @@ their file. A malformed key list raises :class:`SearchSyntaxError` (``BAD``).
 and the mailbox's :class:`SearchScope` (what ``*`` means in a set, the time
 zone of INTERNALDATE).
 
-String matching (RFC 3501 §6.4.4 "case-insensitive substring"): both sides are
-Unicode-case-folded (``str.casefold``). Header keys see each field's value
-unfolded with RFC 2047 encoded words decoded (:func:`imapha.server.message.decode_header`);
+String matching (RFC 3501 §6.4.4 "case-insensitive substring"): both sides go
+through :func:`fold` (lower case, then NFKD, close to RFC 5051
+i;unicode-casemap and to what Dovecot does: ``ß`` does not match ``SS``).
+Header keys see each field's value unfolded with RFC 2047 encoded words
+decoded (:func:`imapha.server.message.decode_header`);
 ``HEADER name ""`` matches every message that has the field. BODY sees the
 text parts (``text/*``, ``message/*`` leaves and parts without a Content-Type)
 with their transfer encoding undone and decoded from their charset, nested
 messages included; TEXT sees those and the header of every part and nested
 message (MIME headers included, as a search of the whole text would).
 Other parts (images, archives) are not searched, as Dovecot does not.
+
+A message without a parsable Date header counts as sent on 1 January 1970 for
+SENTBEFORE/ON/SINCE, which is what Dovecot answers.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -131,7 +137,7 @@ class Date:
 @dataclass(frozen=True, slots=True)
 class Header:
     name: bytes  # lower case
-    needle: str  # casefolded
+    needle: str  # folded
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +162,15 @@ _DATE_KEYS = {
     "SENTBEFORE": (DateOp.BEFORE, True), "SENTON": (DateOp.ON, True),
     "SENTSINCE": (DateOp.SINCE, True),
 }
+
+
+def fold(text: str) -> str:
+    """The form both sides of a substring match are compared in (see the module doc)."""
+    return unicodedata.normalize("NFKD", text.lower())
+
+
+#: SENT* date of a message without a usable Date header (Dovecot's choice).
+NO_SENT_DATE = dt.date(1970, 1, 1)
 
 
 def _cost(key: Key) -> int:
@@ -263,14 +278,14 @@ def _key(r: _Reader, depth: int) -> Key:
         key: Key = HasFlag(kw_tok.value)
         return key if word == "KEYWORD" else Not(key)
     if word in _HEADER_KEYS:
-        return Header(_HEADER_KEYS[word], r.string().casefold())
+        return Header(_HEADER_KEYS[word], fold(r.string()))
     if word == "HEADER":
         name = r.string("header field name").strip()
         if not name or ":" in name:
             raise SearchSyntaxError("Invalid header field name")
-        return Header(name.lower().encode("utf-8"), r.string().casefold())
+        return Header(name.lower().encode("utf-8"), fold(r.string()))
     if word in ("BODY", "TEXT"):
-        return Body(r.string().casefold(), with_headers=word == "TEXT")
+        return Body(fold(r.string()), with_headers=word == "TEXT")
     if word in _DATE_KEYS:
         op, sent = _DATE_KEYS[word]
         return Date(op, r.date(), sent)
@@ -374,7 +389,7 @@ def _full_text(m: SearchMessage, with_headers: bool) -> str:
         text = part_text(msg, part)
         if text is not None:
             pieces.append(text)
-    joined = "\n".join(pieces).casefold()
+    joined = fold("\n".join(pieces))
     m._texts[with_headers] = joined
     return joined
 
@@ -392,8 +407,8 @@ def matches(key: Key, m: SearchMessage, scope: SearchScope) -> bool:
     if isinstance(key, HasFlag):
         if key.flag.startswith("\\"):
             return key.flag in m.flags
-        wanted = key.flag.casefold()
-        return any(f.casefold() == wanted for f in m.flags)
+        wanted = key.flag.lower()
+        return any(f.lower() == wanted for f in m.flags)
     if isinstance(key, InSet):
         if key.uid:
             return key.numbers.contains(m.uid, scope.largest_uid)
@@ -403,12 +418,12 @@ def matches(key: Key, m: SearchMessage, scope: SearchScope) -> bool:
     if isinstance(key, Date):
         if key.sent:
             msg = m.parsed
-            day = sent_day(msg.root.first(msg.data, b"date"))
+            day = sent_day(msg.root.first(msg.data, b"date")) or NO_SENT_DATE
         else:
             day = internal_day(m.internaldate, scope.tz_offset)
         return _date_matches(key.op, day, key.day)
     if isinstance(key, Header):
         msg = m.parsed
         values = _header_values(msg, msg.root, key.name)
-        return any(key.needle in v.casefold() for v in values)
+        return any(key.needle in fold(v) for v in values)
     return key.needle in _full_text(m, key.with_headers)

@@ -8,6 +8,22 @@ from __future__ import annotations
 
 import base64
 
+from imapha.imap.commands import Command, parse_command
+from imapha.imap.framer import Frame, Framer
+from imapha.imap.limits import AUTHENTICATED
+from imapha.imap.tokens import Token
+
+
+def command_args(line: bytes) -> tuple[Token, ...]:
+    """The argument tokens the wire layer makes of one command (literals inline, LITERAL+)."""
+    framer = Framer(AUTHENTICATED, handshake=False)
+    framer.feed(line if line.endswith(b"\r\n") else line + b"\r\n")
+    frame = framer.next()
+    assert isinstance(frame, Frame), frame
+    cmd = parse_command(frame, AUTHENTICATED)
+    assert isinstance(cmd, Command), cmd
+    return cmd.args
+
 
 def _crlf(text: str) -> bytes:
     return text.replace("\n", "\r\n").encode("utf-8", "surrogateescape")

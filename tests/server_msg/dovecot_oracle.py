@@ -129,3 +129,28 @@ def dovecot_with(messages: list[bytes]) -> Iterator[RawImap]:
                 client.close()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def search_args(*parts: str | bytes) -> bytes:
+    """SEARCH arguments on one line: ``str`` as is, ``bytes`` as a LITERAL+ string."""
+    out = b""
+    for part in parts:
+        out += b" " if out else b""
+        if isinstance(part, str):
+            out += part.encode()
+        else:
+            out += b"{%d+}\r\n" % len(part) + part
+    return out
+
+
+def dovecot_search(client: RawImap, args: bytes) -> set[int] | None:
+    """Sequence numbers Dovecot finds, or None if it refuses the command."""
+    try:
+        untagged, _ = client.command(b"SEARCH " + args)
+    except RuntimeError:
+        return None
+    found: set[int] = set()
+    for resp in untagged:
+        if resp.startswith(b"* SEARCH"):
+            found.update(int(n) for n in resp[8:].split())
+    return found
