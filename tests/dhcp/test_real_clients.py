@@ -210,7 +210,8 @@ def test_udhcpc_gets_a_lease(lab: Lab, tmp_path: Path) -> None:
     server.store.close()
 
 
-def test_dhclient_gets_a_lease(lab: Lab, tmp_path: Path) -> None:
+def test_dhclient_gets_a_lease_and_reboots_into_it(lab: Lab, tmp_path: Path) -> None:
+    """DORA, then INIT-REBOOT (§4.3.2) twice: kept address ACKed; taken address NAKed."""
     dhclient = need_binary("dhclient")
     srv, client = setup(lab)
     server = make_server(tmp_path)
@@ -225,21 +226,47 @@ def test_dhclient_gets_a_lease(lab: Lab, tmp_path: Path) -> None:
         "-sf",
         str(script),
         "-lf",
-        str(tmp_path / "dhclient.leases"),
+        str(tmp_path / "dhclient.leases"),  # kept across runs: dhclient remembers its lease
         "-pf",
         str(tmp_path / "dhclient.pid"),
         "eth0",
     ]
-    with dhcp_socket(srv) as sock:
+
+    def boot() -> tuple[list[str], dict[str, str]]:
+        done.unlink(missing_ok=True)
+        client.run(["ip", "-4", "addr", "flush", "dev", "eth0"])
         process = client.spawn(argv, env={"OUT": str(done)})
         seen = serve_until_bound(sock, server, done)
-    assert done.exists(), f"dhclient got no lease; exchange {seen}; log:\n{process.log.read_text()}"
-    assert seen[:4] == ["DISCOVER", "OFFER", "REQUEST", "ACK"]
-    env = read_env(done)
-    assert env["new_dhcp_server_identifier"] == str(SERVER.ip)
-    assert env["new_subnet_mask"] == "255.255.255.0"
-    assert env["new_dhcp_lease_time"] == "600"
-    check_bound(client, server, env["new_ip_address"])
+        assert done.exists(), f"dhclient got no lease; {seen}; log:\n{process.log.read_text()}"
+        process.stop()
+        return seen, read_env(done)
+
+    with dhcp_socket(srv) as sock:
+        seen, env = boot()
+        assert seen[:4] == ["DISCOVER", "OFFER", "REQUEST", "ACK"]
+        assert env["new_dhcp_server_identifier"] == str(SERVER.ip)
+        assert env["new_subnet_mask"] == "255.255.255.0"
+        assert env["new_dhcp_lease_time"] == "600"
+        check_bound(client, server, env["new_ip_address"])
+        first = IPv4Address(env["new_ip_address"])
+
+        seen, env = boot()  # INIT-REBOOT: the remembered address is still its own
+        assert seen[:2] == ["REQUEST", "ACK"] and env["reason"] == "REBOOT"
+        assert IPv4Address(env["new_ip_address"]) == first
+
+        # While it was away its lease ended and another machine got the address.
+        now = time.time()
+        holder = server.store.get(first)
+        assert holder is not None
+        server.store.release(first, holder.client, now)
+        server.store.commit(
+            first, "hw:1:0200000000ff", b"", starts=now, expires=now + 600, hostname=None
+        )
+        seen, env = boot()
+        assert seen[:6] == ["REQUEST", "NAK", "DISCOVER", "OFFER", "REQUEST", "ACK"]
+        second = IPv4Address(env["new_ip_address"])
+        assert second != first
+        check_bound(client, server, str(second))
     server.store.close()
 
 
