@@ -119,6 +119,9 @@ class ServerConfig:
         for a, b in itertools.pairwise(nets):
             if a.network.overlaps(b.network):
                 raise ValueError(f"subnets {a.network} and {b.network} overlap")
+        for subnet in self.subnets:
+            if subnet.in_pool(self.server_id):
+                raise ValueError(f"server_id {self.server_id} is inside a pool of {subnet.network}")
         groups: dict[str, list[Subnet]] = {}
         for subnet in self.subnets:
             if subnet.shared_network is not None:
