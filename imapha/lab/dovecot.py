@@ -209,6 +209,15 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
+def _running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (SIGKILL takes a moment)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return raw[raw.rfind(")") + 2 :].split()[0] != "Z"
+
+
 def _listening_ports(pid: int) -> set[int]:
     """TCP ports in LISTEN state in the network namespace of ``pid``."""
     ports: set[int] = set()
@@ -327,14 +336,22 @@ class DovecotServer:
         self._terminate(grace)
 
     def kill(self) -> None:
-        """SIGKILL the master and all its descendants at once (a crash)."""
+        """SIGKILL the master and all its descendants at once (a crash). The master
+        is stopped first so it cannot fork while we collect its family; returns once
+        every one of them is gone (bounded)."""
         if self._proc is None:
             return
-        pids = [self._proc.pid, *_descendants(self._proc.pid)]
+        master = self._proc.pid
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(master, signal.SIGSTOP)
+        pids = [master, *_descendants(master)]
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         self._proc.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.01)
         self._proc = None
         self._clear_pidfile()
 
