@@ -440,3 +440,29 @@ def test_aioimaplib_client(target: Target) -> None:
         await client.logout()
 
     asyncio.run(asyncio.wait_for(go(), 30))
+
+
+def test_search(target: Target) -> None:
+    c, _ = target.login()
+    with c:
+        for subject, flags in (("apples", "(\\Seen) "), ("pears", "(\\Flagged) "),
+                               ("apple pie", "")):
+            _append(c, "INBOX", MSG.replace(b"conformance", subject.encode()), flags)
+        c.ok("SELECT INBOX")
+
+        def hits(query: str) -> list[int]:
+            untagged = c.ok(query)
+            line = next(r for r in untagged if r.startswith(b"* SEARCH"))
+            return [int(x) for x in line.split()[2:]]
+
+        assert hits("SEARCH UNSEEN") == [2, 3]
+        assert hits("SEARCH SUBJECT apple") == [1, 3]
+        assert hits("UID SEARCH FLAGGED") == [2]
+        assert hits("SEARCH OR SEEN FLAGGED") == [1, 2]
+        assert hits("SEARCH 2:* NOT SUBJECT pie") == [2]
+        assert hits("SEARCH CHARSET UTF-8 BODY world") == [1, 2, 3]
+        assert hits("SEARCH LARGER 100000") == []
+        _, tagged = c.command("SEARCH CHARSET X-NO-SUCH-CHARSET BODY x")
+        assert tagged.split()[1] == b"NO" and _code(tagged) == "BADCHARSET"
+        _, tagged = c.command("SEARCH FROBNICATE")
+        assert tagged.split()[1] == b"BAD"

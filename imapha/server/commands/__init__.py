@@ -16,9 +16,11 @@ from imapha.server.commands import auth as auth
 from imapha.server.commands import basic as basic
 from imapha.server.commands import copymove as copymove
 from imapha.server.commands import expunge as expunge
+from imapha.server.commands import fetch as fetch
 from imapha.server.commands import idle as idle
 from imapha.server.commands import listing as listing
 from imapha.server.commands import mailboxes as mailboxes
+from imapha.server.commands import search_cmd as search_cmd
 from imapha.server.commands import select as select
 from imapha.server.commands import status as status
 from imapha.server.commands import store as store
@@ -27,18 +29,8 @@ from imapha.server.session import Result, Session
 Handler = Callable[[Session, ClientCommand], Result]
 
 HANDLERS: dict[str, Handler] = {}
-for _module in (append, auth, basic, copymove, expunge, idle, listing, mailboxes, select,
-                status, store):
+for _module in (append, auth, basic, copymove, expunge, fetch, idle, listing, mailboxes,
+                search_cmd, select, status, store):
     HANDLERS.update(_module.HANDLERS)
-
-from imapha.server.commands import fetch as fetch
-
-HANDLERS.update(fetch.HANDLERS)
-try:  # SEARCH needs the message library's imapha.server.search
-    from imapha.server.commands import search_cmd as search_cmd
-
-    HANDLERS.update(search_cmd.HANDLERS)
-except ImportError:  # pragma: no cover - until the library lands
-    pass
 
 __all__ = ["HANDLERS", "Handler"]

@@ -1,0 +1,74 @@
+"""SEARCH and UID SEARCH (RFC 3501 §6.4.4, §6.4.8).
+
+Key parsing and evaluation are the message library's
+(:mod:`imapha.server.search`); this module walks the client's view in order,
+skips messages someone expunged meanwhile (they keep their number until the
+EXPUNGE can be sent, but have no contents to match), and answers ``* SEARCH``
+with sequence numbers or UIDs. A file is read only when a key needs it.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from imapha.imap import Command
+from imapha.imap.codes import ResponseCode
+from imapha.imap.commands import ClientCommand
+from imapha.imap.errors import LocalProtocolError
+from imapha.imap.responses import Status, UntaggedData
+from imapha.imap.tokens import Atom, Token
+from imapha.maildir.mailbox import MessageExpunged
+from imapha.server.errors import CommandError, bad
+from imapha.server.search import (
+    BadCharset,
+    SearchMessage,
+    SearchScope,
+    SearchSyntaxError,
+    matches,
+    parse_search,
+)
+from imapha.server.session import Ok, Result, Session
+
+
+def _search(s: Session, cmd: ClientCommand, *, uid: bool) -> Result:
+    assert isinstance(cmd, Command)
+    tokens = cmd.args[1:] if uid else cmd.args
+    try:
+        key = parse_search(tokens)
+    except SearchSyntaxError as exc:
+        raise bad(exc.text) from None
+    except BadCharset as exc:
+        try:
+            code = ResponseCode(exc.code or "BADCHARSET", exc.code_args)
+        except LocalProtocolError:
+            code = ResponseCode("BADCHARSET")
+        raise CommandError(Status.NO, "Unsupported charset", code) from None
+    sel = s.selected
+    assert sel is not None
+    box = sel.mailbox
+    scope = SearchScope(largest_seq=len(sel.uids), largest_uid=sel.uids[-1] if sel.uids else 0)
+    found: list[Token] = []
+    for seq, msg_uid in enumerate(list(sel.uids), 1):
+        msg = sel.message(msg_uid)
+        if msg is None:
+            continue
+        try:
+            candidate = SearchMessage(seq, msg_uid, msg.flags | msg.keywords, msg.size,
+                                      box.internaldate(msg_uid), partial(box.read, msg_uid))
+            if matches(key, candidate, scope):
+                found.append(Atom(str(msg_uid if uid else seq)))
+        except MessageExpunged:
+            sel.mark_expunged([msg_uid])
+    s.send(UntaggedData("SEARCH", None, tuple(found)))
+    return Ok("Search completed")
+
+
+def search(s: Session, cmd: ClientCommand) -> Result:
+    return _search(s, cmd, uid=False)
+
+
+def uid_search(s: Session, cmd: ClientCommand) -> Result:
+    return _search(s, cmd, uid=True)
+
+
+HANDLERS = {"SEARCH": search, "UID SEARCH": uid_search}
