@@ -120,7 +120,8 @@ def body_structure(part: Part, data: bytes, extended: bool = True) -> Node:
     elif ct.lower == (b"message", b"rfc822"):
         # Not descended into (too deep, or base64/QP encoded), but the grammar
         # (RFC 3501 §9 body-type-msg) still wants an envelope and a body.
-        basic += [PList((NIL,) * 10), NodeList(_DUMMY), _lines(data, part)]
+        dummy_body = _DUMMY + ((NIL, NIL, NIL, NIL) if extended else ())
+        basic += [PList((NIL,) * 10), NodeList(dummy_body), _lines(data, part)]
     elif ct.lower[0] == b"text":
         basic.append(_lines(data, part))
     if extended:

@@ -29,7 +29,7 @@ import codecs
 import re
 from collections.abc import Callable
 
-from .mime import Part, parse, unfold
+from .mime import Part, parse, parse_params, unfold
 
 __all__ = [
     "ParsedMessage",
@@ -180,8 +180,11 @@ def decode_header(raw: bytes) -> str:
 
 
 def decode_transfer(body: bytes, encoding: bytes) -> bytes | None:
-    """Undo a Content-Transfer-Encoding (RFC 2045 §6); None if the encoding is unknown."""
-    enc = encoding.strip().lower()
+    """Undo a Content-Transfer-Encoding (RFC 2045 §6); None if the encoding is unknown.
+
+    The mechanism is the first token of the value (comments and junk after it ignored).
+    """
+    enc = parse_params(encoding)[0].lower()
     if enc in (b"", b"7bit", b"8bit", b"binary"):
         return body
     if enc == b"base64":
