@@ -18,6 +18,7 @@ APT_PACKAGES := \
 	dovecot-lmtpd \
 	keepalived \
 	isc-dhcp-client \
+	isc-dhcp-relay \
 	udhcpc \
 	haproxy \
 	nginx \
