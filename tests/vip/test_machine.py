@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from imapha.vip.machine import (
     TRANSITIONS,
@@ -295,3 +297,66 @@ def test_transition_table_is_the_only_way_to_move() -> None:
     h = started(100)
     with pytest.raises(AssertionError, match="no transition"):
         h.router._move(Cause.PREEMPTED, 0.0, [])
+
+
+event_kinds = st.one_of(
+    st.tuples(st.just("advert"), st.integers(0, 255), st.integers(0, 4), st.integers(1, 300),
+              st.booleans(), st.booleans()),
+    st.tuples(st.just("ready"), st.booleans()),
+    st.tuples(st.just("drain"), st.booleans()),
+    st.tuples(st.just("priority"), st.integers(1, 255)),
+    st.tuples(st.just("shutdown")),
+    st.tuples(st.just("startup")),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    start=st.tuples(st.integers(1, 255), st.booleans(), st.booleans(), st.booleans()),
+    script=st.lists(st.tuples(st.floats(0, 3, allow_nan=False), event_kinds), max_size=60),
+)
+def test_any_input_keeps_the_advert_clock_and_the_address_bookkeeping(
+    start: tuple[int, bool, bool, bool], script: list[tuple[float, tuple[Any, ...]]],
+) -> None:
+    prio, preempt, ready, takeover = start
+    h = Harness(VirtualRouter(
+        config(prio, preempt=preempt, takeover_when_not_ready=takeover, interval_cs=50),
+        ready=ready))
+    h.feed(Startup(0.0))
+    for dt, ev in script:
+        h.run_until(h.now + dt)
+        match ev:
+            case ("advert", p, src, interval, wrong_vrid, wrong_addrs):
+                h.hear(p, src=src, interval_cs=interval, vrid=52 if wrong_vrid else 51,
+                       addresses=(addr(99),) if wrong_addrs else VIPS)
+            case ("ready", flag):
+                h.feed(SetReady(h.now, flag))
+            case ("drain", flag):
+                h.feed(Resign(h.now) if flag else Unresign(h.now))
+            case ("priority", p):
+                h.feed(SetPriority(h.now, p))
+            case ("shutdown",):
+                h.feed(Shutdown(h.now))
+            case ("startup",):
+                h.feed(Startup(h.now))
+    h.run_until(h.now + 5)
+    held, last = False, None
+    for t, a in h.log:
+        if isinstance(a, AddAddresses):
+            assert not held
+            held = True
+        elif isinstance(a, RemoveAddresses):
+            assert held
+            held = False
+        elif isinstance(a, SendAdvert) and a.cause is AdvertCause.TAKEOVER:
+            last = t
+        elif isinstance(a, SendAdvert) and a.cause is AdvertCause.PERIODIC:
+            assert last is not None and abs(t - last - 0.5) < 1e-9, (t, last)
+            last = t
+        elif isinstance(a, StateChanged) and a.old is State.MASTER:
+            last = None
+        if isinstance(a, SendAdvert) and a.cause is not AdvertCause.RESIGN:
+            assert a.priority >= 1
+    assert held == (h.state() is State.MASTER)
+    if h.router.resigned:
+        assert h.state() is not State.MASTER

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import heapq
 import ipaddress
+import os
 import random
 from dataclasses import dataclass, field
 
@@ -247,7 +248,12 @@ def scenarios(draw: st.DrawFn) -> tuple[list[NodeSpec], list[Fault], dict[tuple[
     return specs, faults, loss
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# IMAPHA_SIM_EXAMPLES=5000 for a long hunt; 200 keeps the suite fast.
+@settings(
+    max_examples=int(os.environ.get("IMAPHA_SIM_EXAMPLES", "200")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(scenario=scenarios(), rng=st.randoms(use_true_random=False))
 def test_routers_converge_to_exactly_one_master(
     scenario: tuple[list[NodeSpec], list[Fault], dict[tuple[int, int], float]],
