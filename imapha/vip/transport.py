@@ -38,7 +38,6 @@ adds it with ``reactor.addReader``); nothing else here knows about Twisted.
 from __future__ import annotations
 
 import collections
-import errno
 import ipaddress
 import logging
 import socket
@@ -107,6 +106,7 @@ class RawIPv4Transport:
         self.primary = primary
         self.destinations: tuple[ipaddress.IPv4Address, ...] = tuple(peers) or (MCAST_IPV4,)
         self.drops = DropCounter()
+        self.send_errors = 0
         self.ifindex = socket.if_nametoindex(ifname)
         self._rx = socket.socket(socket.AF_INET, socket.SOCK_RAW, VRRP_PROTOCOL)
         self._tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, VRRP_PROTOCOL)
@@ -137,8 +137,9 @@ class RawIPv4Transport:
         for dst in self.destinations:
             try:
                 self._tx.sendto(encode(advert, self.primary, dst), (str(dst), 0))
-            except BlockingIOError:
-                log.warning("vrrp send buffer full on %s, advert to %s lost", self.ifname, dst)
+            except OSError as exc:  # full buffer, link down, address gone: keep running
+                self.send_errors += 1
+                log.warning("vrrp advert to %s on %s lost: %s", dst, self.ifname, exc)
 
     def receive(self) -> list[Received]:
         out: list[Received] = []
@@ -203,6 +204,7 @@ class RawIPv6Transport:
         self.primary = primary
         self.destinations: tuple[ipaddress.IPv6Address, ...] = tuple(peers) or (MCAST_IPV6,)
         self.drops = DropCounter()
+        self.send_errors = 0
         self.ifindex = socket.if_nametoindex(ifname)
         self._rx = socket.socket(socket.AF_INET6, socket.SOCK_RAW, VRRP_PROTOCOL)
         self._tx = socket.socket(socket.AF_INET6, socket.SOCK_RAW, VRRP_PROTOCOL)
@@ -236,8 +238,9 @@ class RawIPv6Transport:
                 self._tx.sendto(
                     encode(advert, self.primary, dst), (str(dst), 0, 0, self.ifindex)
                 )
-            except BlockingIOError:
-                log.warning("vrrp send buffer full on %s, advert to %s lost", self.ifname, dst)
+            except OSError as exc:
+                self.send_errors += 1
+                log.warning("vrrp advert to %s on %s lost: %s", dst, self.ifname, exc)
 
     def receive(self) -> list[Received]:
         out: list[Received] = []
@@ -287,6 +290,7 @@ class UdpTransport:
         self.primary = local[0]
         self.peers = tuple(peers)
         self.drops = DropCounter()
+        self.send_errors = 0
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             self._sock.bind((str(local[0]), local[1]))
@@ -303,9 +307,9 @@ class UdpTransport:
         for ip, port in self.peers:
             try:
                 self._sock.sendto(encode(advert, self.primary, ip), (str(ip), port))
-            except OSError as exc:  # a peer not listening yet: ICMP unreachable
-                if exc.errno not in (errno.ECONNREFUSED, errno.EAGAIN):
-                    raise
+            except OSError as exc:  # e.g. a peer not listening yet: ICMP unreachable
+                self.send_errors += 1
+                log.debug("vrrp/udp advert to %s:%d lost: %s", ip, port, exc)
 
     def receive(self) -> list[Received]:
         out: list[Received] = []

@@ -194,3 +194,14 @@ def test_unicast_peers_instead_of_multicast(link: Link) -> None:
         ta.close()
         tb.close()
         cap.close()
+
+
+def test_send_on_a_downed_link_is_counted_not_raised(link: Link) -> None:
+    with inside(link.a.netns):
+        ta = RawIPv4Transport(link.a.ifname, A)
+    try:
+        ip("-n", link.a.netns, "link", "set", link.a.ifname, "down")
+        ta.send(Advertisement(51, 200, 100, (VIP,)))
+        assert ta.send_errors == 1
+    finally:
+        ta.close()
