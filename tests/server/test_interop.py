@@ -168,7 +168,7 @@ def test_lmtp_delivers_per_recipient(pair: Pair) -> None:
         s.sendall(b"LHLO test.example\r\nMAIL FROM:<sender@example.org>\r\n"
                   + f"RCPT TO:<{user}@example.org>\r\n".encode()
                   + b"RCPT TO:<nobody-here@example.org>\r\nDATA\r\n")
-        lines = []
+        lines: list[bytes] = []
         while not lines or not lines[-1].startswith(b"354"):
             lines.append(f.readline())
         assert any(x.startswith(b"550") for x in lines)  # the unknown recipient
