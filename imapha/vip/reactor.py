@@ -10,6 +10,12 @@ each speaker exactly one ``callLater`` for its machine's next deadline. Time is
 the reactor's (``reactor.seconds()``), the same clock ``callLater`` uses. A
 timer that fires a hair early is harmless: the machine does nothing before its
 deadline and the runner schedules again.
+
+:class:`SpacedAnnouncements` wraps an address driver so that one SendGratuitous
+becomes ``count`` announcements ``interval`` apart (config ``garp_count`` and
+``garp_interval``): switches that missed the first burst learn later. Removing
+the addresses cancels what is still pending, so a router that lost MASTER never
+announces afterwards.
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from imapha.vip.addresses import AddressDriver
 from imapha.vip.machine import AdvertReceived, Event, Shutdown, Startup, TimerFired
+from imapha.vip.packet import IPAddress
 from imapha.vip.speaker import Speaker
 from imapha.vip.transport import (
     Demux,
@@ -93,3 +101,41 @@ class ReactorRunner:
                 call.cancel()
         self._calls.clear()
         self.reactor.removeReader(self.reader)
+
+
+class SpacedAnnouncements:
+    """An AddressDriver whose announce() repeats `count` times, `interval` apart."""
+
+    def __init__(self, driver: AddressDriver, reactor: Any, count: int, interval: float) -> None:
+        self.driver = driver
+        self.reactor = reactor
+        self.count = count
+        self.interval = interval
+        self._pending: list[Any] = []
+
+    def add(self, addresses: Sequence[IPAddress]) -> None:
+        self.driver.add(addresses)
+
+    def remove(self, addresses: Sequence[IPAddress]) -> None:
+        self.cancel()
+        self.driver.remove(addresses)
+
+    def flush(self) -> list[IPAddress]:
+        self.cancel()
+        return self.driver.flush()
+
+    def announce(self, addresses: Sequence[IPAddress]) -> None:
+        self.cancel()
+        if self.count < 1:
+            return
+        self.driver.announce(addresses)
+        for i in range(1, self.count):
+            self._pending.append(
+                self.reactor.callLater(i * self.interval, self.driver.announce, tuple(addresses))
+            )
+
+    def cancel(self) -> None:
+        for call in self._pending:
+            if call.active():
+                call.cancel()
+        self._pending.clear()
