@@ -20,6 +20,7 @@ nodes. Without a terminal, plain ``imapha demo`` runs the failover story.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import signal
@@ -234,7 +235,27 @@ def _interactive(cluster: Cluster) -> None:
             say(f"not understood: {line.strip()}")
 
 
+def missing_roles() -> list[str]:
+    """The daemons the demo needs that this version does not have yet."""
+    from imapha import cli
+
+    return [
+        role for role in ("backend", "proxy", "vipd")
+        if importlib.util.find_spec(cli.COMMANDS[role][0]) is None
+    ]
+
+
 def run(args: argparse.Namespace) -> int:
+    absent = missing_roles()
+    if absent:
+        print(
+            "imapha demo: this version does not have these daemons yet: "
+            + ", ".join(f"imapha {r}" for r in absent)
+            + ".\nWhat exists can be tried on its own: `imapha lab up` builds the namespace "
+            "lab, `imapha check-config deploy/examples/lab.toml` shows a cluster config.",
+            file=sys.stderr,
+        )
+        return 2
     if os.geteuid() != 0:
         print(
             "imapha demo: the namespace demo needs root (network namespaces, real VRRP).\n"
