@@ -206,9 +206,48 @@ def _addr_spec(words: list[tuple[str, bytes]]) -> tuple[bytes | None, bytes | No
     return (local or None), domain
 
 
+_ATEXT = rb"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\x80-\xff-]+"
+_DOT_ATOM = _ATEXT + rb"(?:\." + _ATEXT + rb")*"
+_FAST_ITEM = re.compile(
+    rb'[ \t]*(?:(?:"((?:[^"\\\r\n]|\\.)*)"|([A-Za-z0-9!#$%&\'*+/=?^_`{|}~\x80-\xff \t-]*?))'
+    rb"[ \t]*<(" + _DOT_ATOM + rb")@(" + _DOT_ATOM + rb")>"
+    rb"|(" + _DOT_ATOM + rb")@(" + _DOT_ATOM + rb"))[ \t]*(?:,|\Z)"
+)
+_BACKSLASH_RE = re.compile(rb"\\(.)", re.S)
+
+
+def _parse_fast(value: bytes) -> list[Address] | None:
+    """The common forms (``a@b``, ``Name <a@b>``, ``"Name" <a@b>``, comma-separated) by
+    one regex; None for anything else (groups, comments, routes, junk), which goes to
+    the general parser. A property test holds both to the same answers."""
+    out: list[Address] = []
+    pos, n = 0, len(value)
+    while pos < n:
+        m = _FAST_ITEM.match(value, pos)
+        if m is None:
+            return None
+        pos = m.end()
+        if m[5] is not None:
+            out.append(Address(None, None, m[5], m[6]))
+            continue
+        if m[1] is not None:
+            name: bytes | None = (_BACKSLASH_RE.sub(rb"\1", m[1]) if b"\\" in m[1]
+                                  else m[1]) or None
+        else:
+            name = b" ".join(m[2].split()) or None
+        out.append(Address(name, None, m[3], m[4]))
+    return out
+
+
 def parse_addresses(raw: bytes) -> list[Address]:
     """An address-list header value -> addresses with group markers (RFC 3501 §7.4.2)."""
-    p = _Parser(_lex(unfold(raw)))
+    value = unfold(raw)
+    fast = _parse_fast(value)
+    return fast if fast is not None else _parse_general(value)
+
+
+def _parse_general(value: bytes) -> list[Address]:
+    p = _Parser(_lex(value))
     out: list[Address] = []
     guard = len(p.toks) + 1
     while p.i < len(p.toks) and guard > 0:

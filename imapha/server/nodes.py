@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from imapha.imap.encode import quote
-from imapha.imap.tokens import Atom, Literal, Quoted, Token
+from imapha.imap.tokens import Atom, PList, Quoted, Token
 
 __all__ = ["Adjacent", "Node", "NodeList", "node_bytes", "write_node"]
 
@@ -39,26 +39,30 @@ Node = Token | Adjacent | NodeList
 
 
 def write_node(node: Node, out: bytearray) -> None:
-    """Serialise for a server response (literals inline) onto ``out``."""
-    if isinstance(node, Atom):
+    """Serialise for a server response (literals inline) onto ``out``.
+
+    Checks run in the order of frequency in ENVELOPE/BODYSTRUCTURE data (it is hot).
+    """
+    if isinstance(node, Quoted):
+        value = node.value
+        out += quote(value) if b"\\" in value or b'"' in value else b'"' + value + b'"'
+    elif isinstance(node, PList | NodeList):
+        out += b"("
+        first = True
+        for item in node.items:
+            if not first:
+                out += b" "
+            first = False
+            write_node(item, out)
+        out += b")"
+    elif isinstance(node, Atom):
         out += node.value.encode("ascii")
-    elif isinstance(node, Quoted):
-        out += quote(node.value)
-    elif isinstance(node, Literal):
-        out += b"%s{%d}\r\n" % (b"~" if node.binary else b"", len(node.value))
-        out += node.value
     elif isinstance(node, Adjacent):
         for item in node.items:
             write_node(item, out)
     else:
-        out += b"("
-        for i, item in enumerate(node.items):
-            if i:
-                out += b" "
-            write_node(item, out)
-        out += b")"
-
-
+        out += b"%s{%d}\r\n" % (b"~" if node.binary else b"", len(node.value))
+        out += node.value
 
 
 def node_bytes(node: Node) -> bytes:
