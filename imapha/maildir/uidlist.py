@@ -219,15 +219,17 @@ def _parse_tail(base: UidList, data: bytes) -> UidList:
 
 @dataclass
 class Reader:
-    """Reads the list, re-parsing only what changed: nothing when the file is the
-    same (inode, size, mtime), only the appended lines when it grew in place, all
-    of it after a rename. One per Mailbox; reopened by name each time (NFS
-    close-to-open consistency), ``ESTALE`` retried."""
+    """Reads the list, parsing only what is new: nothing when the file holds the
+    same bytes as last time, only the appended lines when the old bytes are a
+    prefix of the new ones, all of it otherwise. The comparison is by content,
+    not inode: a list replaced by rename often gets a freed inode number back
+    (Dovecot's lock file becomes the list), so (inode, size) proves nothing.
+    One per Mailbox; reopened by name each time (NFS close-to-open
+    consistency), ``ESTALE`` retried."""
 
     fs: FileSystem
     maildir: Path
-    _key: tuple[int, int, int] | None = None
-    _parsed_size: int = 0
+    _raw: bytes = b""  # the complete lines parsed into _list
     _list: UidList | None = None
     ends_with_newline: bool = False
 
@@ -235,40 +237,25 @@ class Reader:
         return self.fs.retry_estale(self._attempt)
 
     def _attempt(self) -> UidList | None:
-        path = self.maildir / FILENAME
         try:
-            fd = self.fs.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            data = self.fs.read_file(self.maildir / FILENAME)
         except FileNotFoundError:
-            self._key, self._list = None, None
+            self.forget()
             return None
-        try:
-            st = os.fstat(fd)
-            key = (st.st_ino, st.st_size, st.st_mtime_ns)
-            if self._list is not None and key == self._key:
-                return self._list
-            grown = (self._list is not None and self._key is not None
-                     and st.st_ino == self._key[0] and st.st_size > self._parsed_size)
-            start = self._parsed_size if grown else 0
-            chunks = []
-            os.lseek(fd, start, os.SEEK_SET)
-            while chunk := os.read(fd, 1 << 20):
-                chunks.append(chunk)
-            data = b"".join(chunks)
-        finally:
-            os.close(fd)
         complete = data.rfind(b"\n") + 1
-        if grown and self._list is not None:
-            parsed = _parse_tail(self._list, data[:complete])
+        known = len(self._raw)
+        if (self._list is not None and complete >= known
+                and data[:known] == self._raw):
+            parsed = _parse_tail(self._list, data[known:complete])
         else:
             parsed = parse(data)
-        self._key = key
-        self._parsed_size = start + complete
+        self._raw = data[:complete]
         self._list = parsed
         self.ends_with_newline = complete == len(data)
         return parsed
 
     def forget(self) -> None:
-        self._key, self._list, self._parsed_size = None, None, 0
+        self._raw, self._list = b"", None
 
 
 def read(fs: FileSystem, maildir: Path) -> UidList | None:

@@ -128,7 +128,8 @@ def test_concurrent_writers_with_sigkill(dovecot_dir: Path) -> None:
         stderr = "".join(p.read_text() for p in journals.glob("*.err"))
         assert not crashed, stderr
         assert "Traceback" not in stderr, stderr
-        assert not errors, errors[:5]
+        dovecot_errors = [line for line in dv.log_text().splitlines() if "rror" in line]
+        assert not errors, (errors[:5], dovecot_errors[:10])
 
         # -- what the journals promise ------------------------------------------------
         delivered: set[str] = set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,21 @@ def test_reader_parses_only_what_was_appended_and_skips_a_torn_line(tmp_path: Pa
     ul.write(fs, tmp_path, ul.UidList(6, 9, "h", (), (ul.UidRecord(8, "z"),)), Perms())
     fresh = reader.read()
     assert fresh is not None and (fresh.uid_validity, [r.uid for r in fresh]) == (6, [8])
+
+
+def test_reader_trusts_content_not_inode_size_or_mtime(tmp_path: Path) -> None:
+    """A list replaced by rename may get a recycled inode number, the same size and
+    (on coarse clocks) the same mtime: only the bytes tell the files apart."""
+    path = tmp_path / ul.FILENAME
+    path.write_bytes(b"3 V5 N1 Gg\n1 :a\n2 :b\n")
+    st = path.stat()
+    reader = ul.Reader(FileSystem(), tmp_path)
+    assert [r.base for r in reader.read() or []] == ["a", "b"]
+    with path.open("r+b") as fh:  # same inode, same size, mtime put back
+        fh.write(b"3 V5 N1 Gg\n1 :a\n2 :c\n")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert [r.base for r in reader.read() or []] == ["a", "c"]
+    # Bigger and on the same inode, but not an append: parsed afresh, not as a tail.
+    with path.open("r+b") as fh:
+        fh.write(b"3 V5 N9 Gg\n1 :a\n5 :e\n8 :h\n")
+    assert [(r.uid, r.base) for r in reader.read() or []] == [(1, "a"), (5, "e"), (8, "h")]
