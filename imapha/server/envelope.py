@@ -4,7 +4,8 @@ Theory of operation
 -------------------
 The envelope is ten fields taken from the header as written, never decoded:
 date, subject, from, sender, reply-to, to, cc, bcc, in-reply-to, message-id.
-String fields are the first such field's value, unfolded (the line ends of
+When a field occurs more than once the last one counts (Dovecot's choice).
+String fields are that field's value, unfolded (the line ends of
 folds dropped, white space kept, RFC 5322 §2.2.3) and trimmed; absent is NIL.
 Sender and Reply-To fall back to From when absent or empty (§7.4.2).
 
@@ -17,7 +18,8 @@ as a start marker ``(NIL NIL name NIL)``, the members, and an end marker
 route (obsolete ``<@a,@b:x@y>``) fills adl. Garbage never raises: words that
 fit nowhere are skipped. A mailbox without domain (``To: nodomain``) gets the
 host ``MISSING_DOMAIN`` (and one without local part ``MISSING_MAILBOX``), as
-Dovecot does, so that it cannot be mistaken for a group marker. Quoted local
+Dovecot does, so that it cannot be mistaken for a group marker; an empty
+element before a comma (``To: , a@b``) is such an address with both missing. Quoted local
 parts are written unquoted (``"a b"@x`` -> mailbox ``a b``), as Dovecot does.
 Strings with 8-bit octets become literals, others quoted strings
 (:func:`imapha.imap.tokens.nstring` chooses).
@@ -54,6 +56,7 @@ _GROUP_END = Address(None, None, None, None)
 #: Placeholders for a mailbox without local part or domain (Dovecot writes the same).
 MISSING_MAILBOX = b"MISSING_MAILBOX"
 MISSING_DOMAIN = b"MISSING_DOMAIN"
+_MISSING_BOTH = Address(None, None, MISSING_MAILBOX, MISSING_DOMAIN)
 
 # token kinds: "q" quoted string, "c" comment, "d" domain literal, "a" atom, or a special char
 _LEX_RE = re.compile(
@@ -273,6 +276,8 @@ def _parse_general(value: bytes) -> list[Address]:
             addr = p.mailbox()
             if addr is not None:
                 out.append(addr)
+            elif p.peek() == ",":  # an empty element before a comma (Dovecot's answer)
+                out.append(_MISSING_BOTH)
         if p.peek() in (",", ";", ">"):
             p.i += 1
         if p.i == start:
@@ -285,15 +290,15 @@ def _address_list(part: Part, data: bytes, name: bytes) -> Node:
     found = part.get_all(name)
     if not found:
         return NIL
-    addrs = parse_addresses(found[0].raw_value(data))
+    addrs = parse_addresses(found[-1].raw_value(data))
     if not addrs:
         return NIL
     return NodeList((Adjacent(tuple(a.token() for a in addrs)),))
 
 
 def _string_field(part: Part, data: bytes, name: bytes) -> Token:
-    value = part.first(data, name)
-    return nstring(value)
+    found = part.get_all(name)
+    return nstring(unfold(found[-1].raw_value(data)) if found else None)
 
 
 def envelope(part: Part, data: bytes) -> NodeList:

@@ -18,10 +18,14 @@ byte for byte; nothing is decoded or re-folded here.
   (RFC 2046 §5.1.1), so it is in no part. A missing close delimiter ends the
   last part at the end of the enclosing region. A multipart whose delimiter is
   never found has no children (renderers show a dummy empty part, as Dovecot).
-* A multipart nested in a multipart, closed by ``--inner--`` right before the
-  outer delimiter, keeps the line end of its close line (Dovecot does so).
-* A ``message/rfc822`` (or ``message/global``) body that is not base64/QP
-  encoded is parsed again as a message, one level deeper.
+* Two cases where the line end before a delimiter is also the end of the
+  part's own last line, and Dovecot counts it in the part (so do we, see
+  :func:`_line_end_owner`): a nested multipart's close delimiter right before
+  the outer delimiter, and a message/rfc822 part whose message is a header
+  without blank line.
+* A ``message/rfc822`` (or ``message/global``) body is parsed again as a
+  message, one level deeper, whatever its transfer encoding (as Dovecot does:
+  a base64 body then reads as a header without fields).
 * Nesting deeper than :data:`MAX_DEPTH` and more than :data:`MAX_PARTS` parts
   stop the descent: such parts become leaves. Header fields past
   :data:`MAX_FIELDS` are still inside the header slice but not indexed.
@@ -34,7 +38,7 @@ that).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 __all__ = [
     "MAX_DEPTH",
@@ -113,6 +117,7 @@ class Part:
     preamble: tuple[int, int] | None = None
     epilogue: tuple[int, int] | None = None
     depth: int = 0
+    blank_line: bool = True  # False: the header ran to the end, no blank line
     _index: dict[bytes, tuple[HeaderField, ...]] = field(
         default_factory=dict, compare=False, repr=False
     )
@@ -177,8 +182,9 @@ def _next_line(data: bytes, pos: int, limit: int) -> tuple[int, int]:
 
 def _parse_header(
     data: bytes, start: int, limit: int
-) -> tuple[int, tuple[HeaderField, ...]]:
-    """Header fields of the region and where the body starts."""
+) -> tuple[int, tuple[HeaderField, ...], bool]:
+    """Header fields of the region, where the body starts, and whether a blank line
+    ended the header (False: it ran to the end of the region)."""
     fields: list[HeaderField] = []
     pos = start
     name: bytes | None = None
@@ -188,7 +194,7 @@ def _parse_header(
         if content_end == pos:  # the empty line (or a lone CR before LF)
             if name is not None and len(fields) < MAX_FIELDS:
                 fields.append(HeaderField(name, fstart, vstart, pos))
-            return nxt, tuple(fields)
+            return nxt, tuple(fields), True
         c = data[pos]
         if c in (0x20, 0x09) and name is not None:
             pos = nxt
@@ -203,7 +209,7 @@ def _parse_header(
         pos = nxt
     if name is not None and len(fields) < MAX_FIELDS:
         fields.append(HeaderField(name, fstart, vstart, limit))
-    return limit, tuple(fields)
+    return limit, tuple(fields), False
 
 
 # --- parameters (RFC 2045 §5.1, RFC 2183, RFC 2231 continuations) ----------------
@@ -390,28 +396,34 @@ def _delimiters(
     return out
 
 
-def _closed_unended(data: bytes, part: Part) -> bool:
-    """Whether ``part`` (or the message it encapsulates) is a multipart whose close
-    delimiter ran to the region's end with no line end: the line end we cut before
-    the next outer delimiter is then that close line's own, which Dovecot leaves in
-    the part (one line end cannot end one line and precede the next delimiter too)."""
-    p: Part | None = part
-    for _ in range(MAX_DEPTH + 1):
-        if p is None:
-            return False
-        if p.message is not None:
-            p = p.message
-            continue
-        return (p.children != () and p.epilogue == (p.end, p.end)
-                and data[p.end - 1 : p.end] != b"\n")
-    return False
+def _line_end_owner(data: bytes, part: Part) -> str | None:
+    """Who keeps the line end we cut before the next delimiter, as Dovecot has it:
+
+    * ``"close"``: ``part`` is a multipart (possibly inside message/rfc822 parts)
+      whose close delimiter has nothing after it: the line end is that line's own,
+      so the part and everything down to the multipart extend over it;
+    * ``"message"``: ``part`` is a message/rfc822 whose message is a header with no
+      blank line: the message/rfc822 part's body extends over the line end, but
+      the encapsulated header does not;
+    * None: the line end precedes the delimiter (RFC 2046 §5.1.1), as usual.
+    """
+    p = part
+    for _ in range(MAX_DEPTH + 2):
+        if p.message is None:
+            break
+        p = p.message
+    if p is not part and not p.blank_line:
+        return "message"
+    if p.children and p.epilogue == (p.end, p.end) and data[p.end - 1 : p.end] != b"\n":
+        return "close"
+    return None
 
 
 def _parse_part(
     data: bytes, start: int, end: int, depth: int, *, digest: bool, budget: _Budget
 ) -> Part:
     budget.parts += 1
-    body_start, fields = _parse_header(data, start, end)
+    body_start, fields, blank_line = _parse_header(data, start, end)
     ctype = _content_type(data, fields, digest)
     index: dict[bytes, list[HeaderField]] = {}
     for f in fields:
@@ -434,26 +446,27 @@ def _parse_part(
                     part_end = max(end if nxt is None else nxt[0], part_start)
                     child = _parse_part(data, part_start, part_end, depth + 1,
                                         digest=child_digest, budget=budget)
-                    if nxt is not None and part_end < nxt[1] and _closed_unended(data, child):
-                        child = _parse_part(data, part_start, nxt[1], depth + 1,
-                                            digest=child_digest, budget=budget)
+                    if nxt is not None and part_end < nxt[1]:
+                        owner = _line_end_owner(data, child)
+                        if owner == "close":
+                            child = _parse_part(data, part_start, nxt[1], depth + 1,
+                                                digest=child_digest, budget=budget)
+                        elif owner == "message":
+                            child = replace(child, end=nxt[1])
                     children.append(child)
                 last = delims[-1]
                 epilogue = (last[2], end) if last[3] else None
                 return Part(
                     start, body_start, end, fields, ctype, tuple(children),
                     preamble=(body_start, delims[0][0]), epilogue=epilogue,
-                    depth=depth, _index=frozen_index,
+                    depth=depth, blank_line=blank_line, _index=frozen_index,
                 )
     if maintype == b"message" and subtype in (b"rfc822", b"global") and deeper:
-        cte = frozen_index.get(b"content-transfer-encoding")
-        encoding = unfold(cte[0].raw_value(data)).lower() if cte else b"7bit"
-        if encoding not in (b"base64", b"quoted-printable"):
-            inner = _parse_part(data, body_start, end, depth + 1, digest=False,
-                                budget=budget)
-            return Part(start, body_start, end, fields, ctype, message=inner,
-                        depth=depth, _index=frozen_index)
-    return Part(start, body_start, end, fields, ctype, depth=depth, _index=frozen_index)
+        inner = _parse_part(data, body_start, end, depth + 1, digest=False, budget=budget)
+        return Part(start, body_start, end, fields, ctype, message=inner,
+                    depth=depth, blank_line=blank_line, _index=frozen_index)
+    return Part(start, body_start, end, fields, ctype, depth=depth, blank_line=blank_line,
+                _index=frozen_index)
 
 
 def parse(data: bytes) -> Part:

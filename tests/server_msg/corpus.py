@@ -248,6 +248,100 @@ just some text
 """
 )
 
+ODD_SYNTAX = _crlf(
+    """Subject:no space after colon
+Subject: a second subject
+From:	Tab <tab@example.org>
+To: ,, a@example.org,
+Cc: =?utf-8?q?Gr=C3=BCppe?=: g1@example.org;
+In-Reply-To: <a@example.org>
+ <b@example.org>
+Date:  Sat, 5 Oct 2024
+   10:00:00 +0000
+Content-Type: Text/HTML ; Charset = "UTF-8" (a comment)
+Content-Disposition: INLINE
+Content-Language: en (English)
+Content-Location: http://example.org/
+ folded
+
+<html>x</html>
+"""
+)
+
+CONTINUATIONS = _crlf(
+    """From: c@example.org
+Subject: rfc2231
+Content-Type: multipart/mixed; boundary=b
+
+--b
+Content-Type: application/octet-stream; name*0="long"; name*1="name.bin"
+Content-Disposition: attachment; filename*0*=utf-8''%C3%A4; filename*1=".txt"
+
+data
+--b  
+Content-Type: message/rfc822
+Content-Transfer-Encoding: base64
+
+RnJvbTogeEBleGFtcGxlLm9yZwpTdWJqZWN0OiBiNjQKCmJvZHkK
+--b
+Content-Type: text/plain
+Content-Transfer-Encoding: base64
+
+aGVsbG8gd29ybGQK
+aGVsbG8gd29ybGQK
+--b--
+"""
+)
+
+PREFIX_BOUNDARIES = _crlf(
+    """From: p@example.org
+Subject: boundary prefixes
+Content-Type: multipart/mixed; boundary="b"
+
+--b
+Content-Type: multipart/alternative; boundary="b1"
+
+--b1
+Content-Type: text/plain
+
+inner one
+--b1--
+
+--b
+Content-Type: multipart/mixed
+
+no boundary parameter here
+--b--
+"""
+)
+
+HEADER_ONLY_PARTS = _crlf(
+    """From: hp@example.org
+Subject: parts without bodies
+Content-Type: multipart/mixed; boundary=b
+
+--b
+Content-Type: text/plain; name=a
+--b
+Content-Type: text/plain; name=b
+
+--b
+
+--b
+Content-Type: message/rfc822
+
+From: inner@example.org
+Subject: inner header only
+--b--
+"""
+)
+
+NO_HEADER = b"\r\nA body with no header at all.\r\n"
+EMPTY = b""
+MIXED_ENDINGS = b"From: m@example.org\r\nSubject: mixed\n\r\nline one\nline two\r\n"
+NUL_BODY = b"From: n@example.org\r\nSubject: nul\r\n\r\nbefore\x00after\r\n"
+LONG_SUBJECT = b"From: l@example.org\r\nSubject: " + b"x" * 1500 + b"\r\n\r\nbody\r\n"
+
 CORPUS: dict[str, bytes] = {
     "simple": SIMPLE,
     "no_content_type": NO_CONTENT_TYPE,
@@ -261,4 +355,13 @@ CORPUS: dict[str, bytes] = {
     "weird_addresses": WEIRD_ADDRESSES,
     "digest": DIGEST,
     "empty_multipart": EMPTY_MULTIPART,
+    "odd_syntax": ODD_SYNTAX,
+    "continuations": CONTINUATIONS,
+    "prefix_boundaries": PREFIX_BOUNDARIES,
+    "header_only_parts": HEADER_ONLY_PARTS,
+    "no_header": NO_HEADER,
+    "empty": EMPTY,
+    "mixed_endings": MIXED_ENDINGS,
+    "nul_body": NUL_BODY,
+    "long_subject": LONG_SUBJECT,
 }

@@ -44,6 +44,8 @@ def test_groups_routes_comments_and_missing_parts() -> None:
         Address(None, None, b"MISSING_MAILBOX", b"h"),
     ]
     assert parse_addresses(b"") == []
-    assert parse_addresses(b" , ,") == []
+    missing = Address(None, None, b"MISSING_MAILBOX", b"MISSING_DOMAIN")
+    assert parse_addresses(b" , ,") == [missing, missing]
+    assert parse_addresses(b"a@b,") == [Address(None, None, b"a", b"b")]
     assert parse_addresses(b"undisclosed-recipients:;") == [
         Address(None, None, b"undisclosed-recipients", None), Address(None, None, None, None)]
