@@ -278,7 +278,7 @@ Content-Type: application/octet-stream; name*0="long"; name*1="name.bin"
 Content-Disposition: attachment; filename*0*=utf-8''%C3%A4; filename*1=".txt"
 
 data
---b  
+--b{PAD}
 Content-Type: message/rfc822
 Content-Transfer-Encoding: base64
 
@@ -290,7 +290,7 @@ Content-Transfer-Encoding: base64
 aGVsbG8gd29ybGQK
 aGVsbG8gd29ybGQK
 --b--
-"""
+""".replace("{PAD}", "  ")  # a delimiter line with trailing white space
 )
 
 PREFIX_BOUNDARIES = _crlf(
