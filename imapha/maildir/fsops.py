@@ -15,6 +15,9 @@ over ``os`` with two jobs:
    * ``retry_estale``: a stale file handle means our cached handle of a name is
      gone (the name was replaced by a rename on another host): do the whole
      name-based operation again, a bounded number of times.
+   * ``follow``: an operation on a message file that fails with ``ENOENT``
+     because another writer renamed it (new flags) asks the caller's lookup
+     where the file is now and tries again, a bounded number of times.
    * ``safe_link``: ``link()`` reporting ``EEXIST`` may have succeeded (a lost
      reply); the target then is our inode (``st_nlink`` went up, the inodes
      match) and we report success.
@@ -45,6 +48,7 @@ import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
@@ -67,6 +71,8 @@ STALE_LOCK_AFTER = 120.0
 DEFAULT_LOCK_TIMEOUT = 30.0
 #: Temporary files of another host's process are litter after this long.
 LITTER_MAX_AGE = 3600.0
+#: Bound on following a file renamed by someone else (ENOENT, then look it up again).
+FOLLOW_ATTEMPTS = 5
 #: Bound on repeating a name-based operation after ESTALE.
 ESTALE_RETRIES = 5
 
@@ -222,6 +228,22 @@ class FileSystem:
                 if exc.errno != errno.ESTALE:
                     raise
         return fn()
+
+    def follow(self, path: Path, op: Callable[[Path], T],
+               relookup: Callable[[], Path | None]) -> T:
+        """``op(path)``, following the file when someone renames it meanwhile: on
+        ``ENOENT`` ask ``relookup`` where it is now (``None``: gone) and try again,
+        at most ``FOLLOW_ATTEMPTS`` times. Raises ``FileNotFoundError`` when the file
+        is gone or kept moving. ``ESTALE`` is retried inside each attempt."""
+        for _ in range(FOLLOW_ATTEMPTS):
+            try:
+                return self.retry_estale(partial(op, path))
+            except FileNotFoundError:
+                found = relookup()
+                if found is None:
+                    raise
+                path = found
+        raise FileNotFoundError(errno.ENOENT, "file kept moving", str(path))
 
     def safe_link(self, src: Path, dst: Path) -> None:
         """``link(src, dst)``; ``EEXIST`` counts as success when ``dst`` is ``src``'s inode

@@ -30,6 +30,7 @@ writer without the lock cannot hurt a reader:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import time
@@ -175,16 +176,19 @@ class Mailbox:
     def read(self, uid: int) -> bytes:
         """The message's bytes; follows a concurrent rename, ``MessageExpunged`` if gone."""
         msg = self.get(uid)
-        for _ in range(LOOKUP_ATTEMPTS):
-            try:
-                return self.fs.retry_estale(
-                    partial(self.fs.read_file, self.path / msg.subdir / msg.filename))
-            except FileNotFoundError:
-                found = self._lookup(msg.base)
-                if found is None:
-                    raise MessageExpunged(uid) from None
-                msg = replace(msg, subdir=found[0], filename=found[1])
-        raise MessageExpunged(uid)
+        try:
+            return self.fs.follow(self._path_of(msg), self.fs.read_file,
+                                  partial(self._locate, msg.base))
+        except FileNotFoundError:
+            raise MessageExpunged(uid) from None
+
+    def _path_of(self, msg: Message) -> Path:
+        return self.path / msg.subdir / msg.filename
+
+    def _locate(self, base: str) -> Path | None:
+        """Where the file of ``base`` is now (another writer may have renamed it)."""
+        found = self._lookup(base)
+        return None if found is None else self.path / found[0] / found[1]
 
     # -- sync ------------------------------------------------------------------
     def _stamp(self) -> tuple[_StatKey, ...]:
@@ -244,18 +248,13 @@ class Mailbox:
         cached = self._mtimes.get(msg.base)
         if cached is not None:
             return cached
-        where: tuple[str, str] | None = (msg.subdir, msg.filename)
-        for _ in range(LOOKUP_ATTEMPTS):
-            if where is None:
-                break
-            try:
-                mtime = self.fs.lstat(self.path / where[0] / where[1]).st_mtime
-            except FileNotFoundError:
-                where = self._lookup(msg.base)
-                continue
-            self._mtimes[msg.base] = mtime
-            return mtime
-        raise MessageExpunged(uid)
+        try:
+            st = self.fs.follow(self._path_of(msg), self.fs.lstat,
+                                partial(self._locate, msg.base))
+        except FileNotFoundError:
+            raise MessageExpunged(uid) from None
+        self._mtimes[msg.base] = st.st_mtime
+        return st.st_mtime
 
     def _message(self, uid: int, base: str, subdir: str, filename: str) -> Message | None:
         size = self._size(base, subdir, filename)
@@ -484,15 +483,9 @@ class Mailbox:
         gone: list[int] = []
         with self._lock() as lock:
             for msg in targets:
-                where: tuple[str, str] | None = (msg.subdir, msg.filename)
-                for _ in range(LOOKUP_ATTEMPTS):
-                    if where is None:
-                        break
-                    try:
-                        self.fs.unlink(self.path / where[0] / where[1])
-                        break
-                    except FileNotFoundError:
-                        where = self._lookup(msg.base)
+                with contextlib.suppress(FileNotFoundError):  # already gone: fine
+                    self.fs.follow(self._path_of(msg), self.fs.unlink,
+                                   partial(self._locate, msg.base))
                 gone.append(msg.uid)
                 lock.refresh()
             self.fs.fsync_dir(self.path / "cur")
@@ -570,26 +563,24 @@ class Mailbox:
         return [(src, new) for (src, _), new in zip(created, new_uids, strict=True)]
 
     def _link_or_copy(self, msg: Message, target: Path, perms: Perms) -> bool:
-        for _ in range(LOOKUP_ATTEMPTS):
-            src = self.path / msg.subdir / msg.filename
-            try:
-                self.fs.retry_estale(partial(self.fs.safe_link, src, target))
-                return True
-            except FileNotFoundError:
-                found = self._lookup(msg.base)
-                if found is None:
-                    return False
-                msg = replace(msg, subdir=found[0], filename=found[1])
-            except OSError as exc:
-                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
-                    raise
-                try:
-                    data = self.read(msg.uid)
-                except MessageExpunged:
-                    return False
-                self.fs.write_new(target, data, perms, mtime=self.internaldate(msg.uid))
-                return True
-        return False
+        """Hard-link the message's file as ``target`` (a copy where links cannot
+        cross); ``False`` when the message is gone."""
+        try:
+            self.fs.follow(self._path_of(msg), partial(self.fs.safe_link, dst=target),
+                           partial(self._locate, msg.base))
+            return True
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                raise
+        try:
+            data = self.read(msg.uid)
+            mtime = self.internaldate(msg.uid)
+        except MessageExpunged:
+            return False
+        self.fs.write_new(target, data, perms, mtime=mtime)
+        return True
 
     def move(self, uids: Iterable[int], dest: Mailbox) -> list[tuple[int, int]]:
         """Copy, then expunge the copied sources (RFC 6851 semantics)."""

@@ -178,3 +178,25 @@ def test_litter_of_dead_processes_is_removed(tmp_path: Path) -> None:
                                           "dovecot-keywords"))
     assert removed == 3
     assert sorted(os.listdir(tmp_path)) == sorted(n for n, keep in names.items() if keep)
+
+
+def test_follow_finds_a_renamed_file_and_gives_up_when_it_is_gone(tmp_path: Path) -> None:
+    fs = FileSystem()
+    old, new = tmp_path / "m:2,", tmp_path / "m:2,S"
+    old.write_bytes(b"body")
+    os.rename(old, new)  # another writer set \Seen after we listed the directory
+    lookups: list[int] = []
+
+    def relookup() -> Path | None:
+        lookups.append(1)
+        return new if new.exists() else None
+
+    assert fs.follow(old, fs.read_file, relookup) == b"body"
+    assert len(lookups) == 1
+    new.unlink()
+    with pytest.raises(FileNotFoundError):
+        fs.follow(old, fs.read_file, relookup)
+    # A file that keeps moving: bounded, then ENOENT.
+    fs.inject("open", errno.ENOENT, "", times=-1)
+    with pytest.raises(FileNotFoundError):
+        fs.follow(old, fs.read_file, lambda: old)
