@@ -35,6 +35,21 @@ its bytes. What each item answers:
 ``FetchRequest.sets_seen`` tells the session that the fetch implies ``\\Seen``
 (a non-PEEK body item, §6.4.5); setting the flag and reporting FLAGS is the
 session's job (it passes the updated flags in the source).
+
+Use from the session's FETCH handler::
+
+    request = parse_fetch_items(cmd.args[1:])      # FetchSyntaxError: tagged BAD
+    if uid_command:
+        request = request.with_uid()               # §6.4.8: UID always reported
+    for seq, msg in messages_in_the_set:
+        req = request
+        if request.sets_seen and "\\Seen" not in flags and not read_only:
+            ...set \\Seen in the store...; req = request.with_flags()
+        src = FetchSource(msg.uid, flags, msg.internaldate, msg.size,
+                          functools.partial(mailbox.read, msg.uid))
+        out.write(fetch_response(seq, req, src))   # UnknownCTE: tagged NO [UNKNOWN-CTE]
+
+``read`` may raise the store's ``MessageExpunged``; it is not caught here.
 """
 
 from __future__ import annotations
@@ -296,9 +311,12 @@ def parse_fetch_items(args: Iterable[Token]) -> FetchRequest:
 # --- rendering ------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FetchSource:
-    """One message as FETCH needs it; ``read`` is called only if the request needs bytes."""
+    """One message as FETCH needs it; ``read`` is called (once) only if the request
+    needs the bytes. ``flags`` are what FLAGS reports (system flags, ``\\Recent`` if
+    the session has the message recent, keywords), after any implicit ``\\Seen``.
+    ``size`` is RFC822.SIZE as the store knows it."""
 
     uid: int
     flags: tuple[str, ...]
@@ -307,7 +325,14 @@ class FetchSource:
     read: Callable[[], bytes]
     #: UTC offset (seconds) INTERNALDATE is shown in; None: the host's zone.
     tz_offset: int | None = None
-    parsed: list[ParsedMessage] = field(default_factory=list, compare=False)
+    _message: ParsedMessage | None = field(default=None, repr=False)
+
+    @property
+    def message(self) -> ParsedMessage:
+        """The parsed message, read and parsed on first use only."""
+        if self._message is None:
+            self._message = ParsedMessage(self.read)
+        return self._message
 
 
 def _partial(item: FetchItem, value: bytes) -> tuple[str, bytes]:
@@ -368,11 +393,7 @@ def _flags(flags: tuple[str, ...]) -> PList:
 
 def render_items(request: FetchRequest, src: FetchSource) -> list[Node]:
     """The response's items as nodes, ``NAME value`` pairs flattened."""
-    msg: ParsedMessage | None = None
-    if request.needs_data:
-        if not src.parsed:
-            src.parsed.append(ParsedMessage(src.read))
-        msg = src.parsed[0]
+    msg = src.message if request.needs_data else None
     out: list[Node] = []
     for item in request.items:
         kind = item.kind

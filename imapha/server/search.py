@@ -31,6 +31,14 @@ Other parts (images, archives) are not searched, as Dovecot does not.
 
 A message without a parsable Date header counts as sent on 1 January 1970 for
 SENTBEFORE/ON/SINCE, which is what Dovecot answers.
+
+Use from the session's SEARCH handler::
+
+    key = parse_search(cmd.args)   # SearchSyntaxError: BAD; BadCharset: NO [BADCHARSET (...)]
+    scope = SearchScope(largest_seq=len(view), largest_uid=view[-1].uid if view else 0)
+    hits = [seq for seq, m in enumerate(view, 1) if matches(key, SearchMessage(
+        seq, m.uid, flags_with_recent_and_keywords, m.size, m.internaldate,
+        functools.partial(mailbox.read, m.uid)), scope)]
 """
 
 from __future__ import annotations
