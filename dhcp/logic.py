@@ -143,6 +143,8 @@ class Server:
         self.store = store
         self.registrations = registrations if registrations is not None else Registrations()
         self.allocator: Allocator = allocator if allocator is not None else EveryAddress()
+        #: Failover's bound on every lease granted now (MCLT while the peer is unknown).
+        self.lease_cap: int | None = None
 
     # -- entry point -------------------------------------------------------
 
@@ -302,8 +304,10 @@ class Server:
     def _lease_time(self, subnet: Subnet, request: Packet) -> int:
         wanted = request.options.lease_time
         if wanted is None:
-            return subnet.lease_time
-        return max(subnet.min_lease_time, min(wanted, subnet.max_lease_time))
+            granted = subnet.lease_time
+        else:
+            granted = max(subnet.min_lease_time, min(wanted, subnet.max_lease_time))
+        return granted if self.lease_cap is None else max(1, min(granted, self.lease_cap))
 
     def _reply(
         self,

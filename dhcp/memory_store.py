@@ -21,6 +21,7 @@ from dhcp.store import (
     PoolUsage,
     admits,
     declined_record,
+    merged_record,
     reserved_record,
 )
 
@@ -111,6 +112,13 @@ class MemoryStore:
             offered=counts[LeaseState.OFFERED],
             declined=counts[LeaseState.DECLINED],
         )
+
+    def merge(self, lease: Lease, now: float) -> bool:
+        row = merged_record(self._rows.get(lease.address), lease, now)
+        if row is None:
+            return False
+        self._rows[lease.address] = row
+        return True
 
     def close(self) -> None:
         self._rows.clear()

@@ -42,6 +42,7 @@ from dhcp.store import (
     PoolUsage,
     admits,
     declined_record,
+    merged_record,
     reserved_record,
 )
 
@@ -257,6 +258,13 @@ class SQLiteStore:
             offered=counts.get(LeaseState.OFFERED, 0),
             declined=counts.get(LeaseState.DECLINED, 0),
         )
+
+    def merge(self, lease: Lease, now: float) -> bool:
+        with self._transaction("FULL"):
+            row = merged_record(self._row(lease.address), lease, now)
+            if row is not None:
+                self._write(row)
+        return row is not None
 
     def close(self) -> None:
         with self._lock:

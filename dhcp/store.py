@@ -161,6 +161,14 @@ class LeaseStore(Protocol):
         """Counts of [first, last] by what its addresses are at ``now``."""
         ...
 
+    def merge(self, lease: Lease, now: float) -> bool:
+        """Take a record from the failover peer (:func:`merged_record`); True if written.
+
+        Raises :class:`LeaseConflict` (writing nothing) when ``lease`` would take an
+        address another client holds here.
+        """
+        ...
+
     def close(self) -> None: ...
 
 
@@ -195,3 +203,27 @@ def declined_record(existing: Lease | None, client: ClientKey, until: float) -> 
         until,
         None,
     )
+
+
+def version(lease: Lease) -> float:
+    """When a record last changed: ``starts``, or its end if it was released or declined."""
+    return lease.starts if lease.state in HOLDING else max(lease.starts, lease.expires)
+
+
+def merged_record(existing: Lease | None, incoming: Lease, now: float) -> Lease | None:
+    """What :meth:`LeaseStore.merge` writes (None: keep ``existing``).
+
+    Records of one client: the newer (:func:`version`) wins, so an update and a
+    bulk resync may arrive in any order. Records of two clients: the one that
+    blocks the address at ``now`` wins; if both do, that is a double lease in
+    the making and :class:`LeaseConflict` is raised.
+    """
+    if existing is None:
+        return incoming
+    if existing == incoming:
+        return None
+    if existing.client != incoming.client:
+        if existing.blocks(now) and incoming.blocks(now):
+            raise LeaseConflict(incoming.address, existing)
+        return None if existing.blocks(now) else incoming
+    return None if version(incoming) < version(existing) else incoming
