@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -355,10 +356,18 @@ class Mailbox:
         return current, files
 
     def _fresh_uidlist(self) -> ul.UidList:
-        validity = int(time.time())
-        if validity <= self._uid_validity:
-            validity = self._uid_validity + 1
+        """A new, empty list whose UIDVALIDITY is above any this folder had that we
+        can know of: our view's, and a damaged list's own ``V`` field."""
+        validity = max(int(time.time()), self._uid_validity + 1, self._damaged_validity() + 1)
         return ul.UidList(validity, 1)
+
+    def _damaged_validity(self) -> int:
+        try:
+            raw = self.fs.read_file(self.path / ul.FILENAME)
+        except OSError:
+            return 0
+        found = re.match(rb"3 V(\d{1,10}) ", raw)
+        return int(found.group(1)) if found else 0
 
     def _move_new_to_cur(self, files: dict[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
         out = dict(files)

@@ -268,3 +268,13 @@ def test_an_unstable_scan_proves_no_expunge(tmp_path: Path) -> None:
     assert result.expunged == () and 2 in {m.uid for m in box.messages()}
     assert box.stats["rescans"] >= mbmod.SCAN_ATTEMPTS
     assert [r.uid for r in ul.read(FileSystem(), box.path) or []] == [1, 2, 3]
+
+
+def test_damaged_list_with_a_future_uidvalidity_is_replaced_by_a_greater_one(
+        tmp_path: Path) -> None:
+    box = Mailbox(tmp_path / "M", create=True)
+    deliver(box.path, _msg(1))
+    (box.path / ul.FILENAME).write_bytes(b"3 V3000000000 N7 Gabc\n5 :x\nnot a record\n")
+    box.sync()
+    assert box.uid_validity > 3_000_000_000
+    assert [m.uid for m in box.messages()] == [1]
