@@ -10,6 +10,12 @@ the next ``TimerFired``; the speaker carries out the actions in the order the
 machine gave them (so on leaving MASTER the priority-0 advert leaves before the
 addresses go, and on promotion the addresses are up before the ARP burst), and
 keeps the counters the daemon exports. It decides nothing.
+
+A driver that raises (an interface gone, netlink refusing) is logged and
+counted in :attr:`Speaker.driver_errors`, never propagated: the machine's
+clock must keep running whatever the host does to its addresses.
+:attr:`Speaker.last_heard` remembers the sender, priority and time of the
+last advertisement the machine accepted (``/status`` shows the master seen).
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from imapha.vip.machine import (
     StateChanged,
     VirtualRouter,
 )
-from imapha.vip.packet import Advertisement, DropReason
+from imapha.vip.packet import Advertisement, DropReason, IPAddress
 from imapha.vip.transport import Received
 
 log = logging.getLogger(__name__)
@@ -54,9 +60,17 @@ class Speaker:
     adverts_sent: collections.Counter[AdvertCause] = field(default_factory=collections.Counter)
     drops: collections.Counter[DropReason] = field(default_factory=collections.Counter)
     transitions: list[tuple[float, StateChanged]] = field(default_factory=list)
+    adverts_received: int = 0
+    driver_errors: int = 0
+    last_heard: tuple[IPAddress, int, float] | None = None
 
     def feed(self, event: Event) -> None:
-        self.apply(self.router.handle(event), event.now)
+        actions = self.router.handle(event)
+        if isinstance(event, AdvertReceived):
+            self.adverts_received += 1
+            if not any(isinstance(a, Discarded) for a in actions):
+                self.last_heard = (event.src, event.advert.priority, event.now)
+        self.apply(actions, event.now)
 
     def received(self, packet: Received, now: float) -> None:
         self.feed(AdvertReceived(now, packet.advert, packet.src))
@@ -72,11 +86,11 @@ class Speaker:
                     self.transport.send(action.advert)
                     self.adverts_sent[action.cause] += 1
                 case AddAddresses():
-                    self.driver.add(action.addresses)
+                    self._drive("add", self.driver.add, action.addresses)
                 case RemoveAddresses():
-                    self.driver.remove(action.addresses)
+                    self._drive("remove", self.driver.remove, action.addresses)
                 case SendGratuitous():
-                    self.driver.announce(action.addresses)
+                    self._drive("announce", self.driver.announce, action.addresses)
                 case StateChanged():
                     self.transitions.append((now, action))
                     log.info(
@@ -91,3 +105,14 @@ class Speaker:
                               action.detail)
                 case Notice():
                     log.warning("vrid %d: %s", vrid, action.text)
+
+    def _drive(
+        self, what: str, call: Callable[[tuple[IPAddress, ...]], None],
+        addresses: tuple[IPAddress, ...],
+    ) -> None:
+        try:
+            call(addresses)
+        except Exception:
+            self.driver_errors += 1
+            log.exception("vrid %d: cannot %s %s", self.router.config.vrid, what,
+                          ", ".join(map(str, addresses)))
