@@ -62,6 +62,8 @@ DOVEADM_BIN = "/usr/bin/doveadm"
 START_ATTEMPTS = 5
 #: Seconds to wait for the greeting after each start attempt.
 START_TIMEOUT = 15.0
+#: Concurrent IMAP sessions the instance allows (per user and address, and in all).
+MAX_SESSIONS = 1000
 #: Seconds between SIGTERM and SIGKILL in ``stop()``.
 STOP_GRACE = 5.0
 
@@ -441,8 +443,23 @@ class DovecotServer:
                 "  }",
                 "}",
             ]
-        # Throw-away instances: no statistics, no replication, no anvil penalties.
-        lines += ["auth_failure_delay = 0", "login_proxy_max_disconnect_delay = 0"]
+        # Throw-away instances used by tests and benchmarks: no failed-login delay,
+        # room for many sessions of one user from one address (a proxy in front).
+        lines += [
+            "auth_failure_delay = 0",
+            "login_proxy_max_disconnect_delay = 0",
+            "protocol imap {",
+            f"  mail_max_userip_connections = {MAX_SESSIONS}",
+            "}",
+            "service imap {",
+            f"  process_limit = {MAX_SESSIONS}",
+            "}",
+            "service imap-login {",
+            "  service_count = 0",
+            "  process_min_avail = 1",
+            f"  client_limit = {MAX_SESSIONS}",
+            "}",
+        ]
         if self.extra_config:
             lines.append(self.extra_config)
         return "\n".join(lines) + "\n"
