@@ -42,6 +42,11 @@ log = logging.getLogger(__name__)
 
 __all__ = ["ImapFactory", "ImapProtocol", "LmtpFactory", "LmtpProtocol"]
 
+#: RFC 3501 §5.4: the autologout timer is at least 30 minutes; RFC 2177 clients
+#: re-IDLE within 29. Before login a client has far less reason to wait.
+IDLE_TIMEOUT = 31 * 60.0
+PRELOGIN_TIMEOUT = 60.0
+
 
 class ImapProtocol(Protocol):
     def __init__(self, service: BackendService, kind: str) -> None:
@@ -55,6 +60,7 @@ class ImapProtocol(Protocol):
         self._wake = False
         self._bye: str | None = None
         self._busy = False
+        self._timer: Any = None
 
     # -- reactor side ----------------------------------------------------------------
     def connectionMade(self) -> None:
@@ -64,15 +70,28 @@ class ImapProtocol(Protocol):
         self.session = Session(svc.context, str(getattr(peer, "host", "")),
                                tls=self.kind == "imaps", sink=self._sink)
         svc.opened(self)
+        self.set_timeout(PRELOGIN_TIMEOUT)
         self._carry_out(self.session.greeting())
 
+    def set_timeout(self, seconds: float | None) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        if seconds is not None:
+            self._timer = self.service.reactor.callLater(seconds, self.bye,
+                                                         "Autologout: idle for too long")
+
     def dataReceived(self, data: bytes) -> None:
+        session = self.session
+        self.set_timeout(IDLE_TIMEOUT if session is not None and session.user else
+                         PRELOGIN_TIMEOUT)
         with self._lock:
             self._inbox.append(data)
         self._kick()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.lost = True
+        self.set_timeout(None)
         self._set_watch(None)
         self.service.closed(self)
 
@@ -102,6 +121,10 @@ class ImapProtocol(Protocol):
 
     def _done(self, _: object) -> None:
         self._busy = False
+        session = self.session
+        if not self.lost:
+            self.set_timeout(IDLE_TIMEOUT if session is not None and session.user else
+                             PRELOGIN_TIMEOUT)
         self._kick()
 
     def _failed(self, failure: Failure) -> None:

@@ -18,7 +18,6 @@ from imapha.imap import Command
 from imapha.imap.commands import ClientCommand
 from imapha.imap.errors import ProtocolError
 from imapha.maildir.mailbox import Mailbox, MessageExpunged, StoreMode
-from imapha.maildir.names import FLAG_LETTERS
 from imapha.server.args import Args
 from imapha.server.errors import bad, no
 from imapha.server.fetchitems import (
@@ -34,7 +33,6 @@ from imapha.server.selected import SYSTEM_FLAGS, Selected
 from imapha.server.session import Ok, Result, Session
 
 _SEEN = frozenset({"\\Seen"})
-assert "\\Seen" in FLAG_LETTERS
 
 
 def _flags(flags: frozenset[str], keywords: frozenset[str]) -> tuple[str, ...]:
@@ -68,6 +66,8 @@ def _fetch(s: Session, cmd: ClientCommand, *, uid: bool) -> Result:
     if set_seen:
         request = request.with_flags()
     wants_size = any(i.kind is Kind.RFC822_SIZE for i in request.items)
+    # INTERNALDATE is the file's mtime: one stat per message, only when asked for.
+    wants_date = any(i.kind is Kind.INTERNALDATE for i in request.items)
     missed = False
     for seq, msg_uid in sel.resolve(seqset, uid=uid):
         msg = sel.message(msg_uid)
@@ -81,7 +81,7 @@ def _fetch(s: Session, cmd: ClientCommand, *, uid: bool) -> Result:
             read = partial(box.read, msg_uid)
             size = _crlf_size(sel, msg_uid, msg.size, read) if wants_size else msg.size
             src = FetchSource(msg_uid, _flags(msg.flags, msg.keywords),
-                              box.internaldate(msg_uid), size, read)
+                              box.internaldate(msg_uid) if wants_date else 0.0, size, read)
             s.write_raw(fetch_response(seq, request, src))
         except MessageExpunged:
             sel.mark_expunged([msg_uid])
