@@ -247,10 +247,9 @@ class ClientProtocol(TwistedProtocol):
                  self.peer[0], name)
         relay = self.service.new_relay(self, proto, name)
         self.relay = relay
-        proto.relay = relay
+        backend_left = proto.relay_to(relay)
         if leftover:
             relay.from_client(leftover)
-        backend_left = proto.leftover()
         if backend_left:
             relay.from_backend(backend_left)
         if proto.lost:
