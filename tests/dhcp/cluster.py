@@ -234,9 +234,10 @@ class Pair:
     # -- clients -------------------------------------------------------------------
 
     def udhcpc(self, name: str, *, once: bool = False, extra: list[str] | None = None,
-               network: str = NET) -> Client:
+               network: str = NET, host: Host | None = None) -> Client:
         udhcpc = need_binary("udhcpc")
-        host = self.lab.add_client(name, networks=[network])
+        if host is None:
+            host = self.lab.add_client(name, networks=[network])
         script = self.root / "udhcpc.sh"
         if not script.exists():
             script.write_text(UDHCPC_SCRIPT)

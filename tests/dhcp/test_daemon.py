@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from imapha.lab.topology import Lab
-from tests.dhcp.cluster import POOL, Pair, dump, make_pair
+from tests.dhcp.cluster import POOL, VIP, Pair, dump, make_pair
 
 pytestmark = pytest.mark.netns
 
@@ -52,3 +52,103 @@ def test_split_pair_serves_udhcpc_and_replicates(lab: Lab, root: Path) -> None:
     # both stores know every lease, whichever node gave it
     for node in ("a", "b"):
         assert set(pair.active(node)) == set(held), dump(pair)
+
+
+def serverid(client_events: list[list[str]]) -> str:
+    bound = [e for e in client_events if e[0] in ("bound", "renew")]
+    return bound[-1][2] if bound and len(bound[-1]) > 2 else ""
+
+
+def test_hot_standby_master_answers_standby_takes_over_after_sigkill(
+    lab: Lab, root: Path
+) -> None:
+    pair = make_pair(lab, root, mode="hot-standby")
+    pair.start("a")
+    pair.start("b")
+    Pair.wait(lambda: pair.failover("a") == "normal" == pair.failover("b"), 10, "normal")
+    pair.vip("a", "master")
+    pair.vip("b", "backup")
+    first = pair.udhcpc("c1")
+    Pair.wait(lambda: first.bound() is not None, 15, "c1 bound")
+    assert serverid(first.events()) == VIP  # option 54 = the VIP, reply from the VIP
+    address = str(first.bound())
+    # the standby acknowledged the lease before the client got its ACK
+    assert pair.active("b").get(address) == pair.active("a")[address]
+    assert pair.status("b")["answering"] is False
+
+    pair.kill("a")  # SIGKILL: no goodbye on the peer link
+    pair.vip("b", "master")  # what vipd does when a's adverts stop
+    second = pair.udhcpc("c2")
+    took = Pair.wait(lambda: second.bound() is not None, 10, "c2 bound by b")
+    assert took < 1.0, f"new client served {took:.2f} s after the promotion"
+    assert serverid(second.events()) == VIP
+    assert pair.check_unique()
+    Pair.wait(lambda: pair.failover("b") == "partner-down", 5, "b partner-down")
+
+    # a comes back with an empty store: it resyncs before it may become active
+    for path in (root / "a" / "state").glob("leases.db*"):
+        path.unlink()
+    pair.start("a")
+    assert not pair.ready("a") or set(pair.active("a")) >= {address}
+    Pair.wait(lambda: pair.ready("a"), 10, "a ready again")
+    held = pair.check_unique()
+    assert set(pair.active("a")) == set(held) == set(pair.active("b")), dump(pair)
+
+
+def test_split_sigkill_survivor_serves_at_once_and_restart_with_empty_store(
+    lab: Lab, root: Path
+) -> None:
+    pair = make_pair(lab, root)
+    pair.start("a")
+    pair.start("b")
+    Pair.wait(lambda: pair.failover("a") == "normal" == pair.failover("b"), 10, "normal")
+    early = [pair.udhcpc(f"c{i}") for i in range(3)]
+    for client in early:
+        Pair.wait(lambda c=client: c.bound() is not None, 15, "early clients bound")
+    pair.kill("a")
+    late = pair.udhcpc("late")
+    took = Pair.wait(lambda: late.bound() is not None, 10, "late client bound by b")
+    assert took < 1.0, f"new client served {took:.2f} s after a died"
+    Pair.wait(lambda: pair.failover("b") == "partner-down", 5, "b partner-down")
+    pair.check_unique()
+    for path in (root / "a" / "state").glob("leases.db*"):
+        path.unlink()
+    pair.start("a")
+    Pair.wait(lambda: pair.failover("a") == "normal" == pair.failover("b"), 10, "normal again")
+    held = pair.check_unique()
+    assert len(held) == 4
+    assert set(pair.active("a")) == set(held) == set(pair.active("b")), dump(pair)
+    more = pair.udhcpc("more")
+    Pair.wait(lambda: more.bound() is not None, 15, "another client after the resync")
+    assert len(pair.check_unique()) == 5
+
+
+@pytest.mark.slow
+def test_split_partition_both_serve_own_halves_then_heal(lab: Lab, root: Path) -> None:
+    pair = make_pair(lab, root)
+    pair.start("a")
+    pair.start("b")
+    Pair.wait(lambda: pair.failover("a") == "normal" == pair.failover("b"), 10, "normal")
+    before = [pair.udhcpc(f"c{i}") for i in range(2)]
+    for client in before:
+        Pair.wait(lambda c=client: c.bound() is not None, 15, "bound before the cut")
+    lab.partition(pair.a, pair.b)  # both still reach every client
+    Pair.wait(lambda: pair.failover("a") == "communications-interrupted"
+              == pair.failover("b"), 10, "interrupted")
+    during = [pair.udhcpc(f"p{i}") for i in range(6)]
+    for client in during:
+        took = Pair.wait(lambda c=client: c.bound() is not None, 10, "bound during the cut")
+    assert took < 10
+    held = pair.check_unique()
+    assert len(held) == 8
+    low, high = IPv4Address(POOL[0]), IPv4Address(POOL[1])
+    middle = int(low) + (int(high) - int(low) + 1) // 2
+    for client in during:  # each server gave only from its own half
+        address = client.bound()
+        assert address is not None
+        owner = "192.0.2.11" if int(address) < middle else "192.0.2.12"
+        assert serverid(client.events()) == owner, (address, client.events())
+    lab.heal(pair.a, pair.b)
+    Pair.wait(lambda: pair.failover("a") == "normal" == pair.failover("b"), 10, "healed")
+    held = pair.check_unique()
+    assert set(pair.active("a")) == set(held) == set(pair.active("b")), dump(pair)
