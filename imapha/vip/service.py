@@ -686,7 +686,19 @@ class VipdService(ServiceBase):
             "drained": self.drained,
             "tracked": {s: r for s, r in self.service_ready.items()},
             "links": dict(self.link_up),
+            "dropped": {r.value: n for r, n in sorted(self.dropped().items(),
+                                                     key=lambda kv: kv[0].value)},
         }
+
+    def dropped(self) -> collections.Counter[DropReason]:
+        """Received packets dropped, by reason: transports, demux and machines together."""
+        drops: collections.Counter[DropReason] = collections.Counter()
+        for vip in self.vips.values():
+            drops.update(vip.speaker.drops)
+        for runner in self.runners:
+            drops.update(runner.transport.drops)
+            drops.update(runner.demux.drops)
+        return drops
 
     def master_seconds(self, vip: Vip) -> float:
         extra = time.monotonic() - vip.master_since if vip.master_since is not None else 0.0
@@ -714,7 +726,7 @@ class _Collector:
                                        labels=MASTER_SECONDS.labels)
         derr = CounterMetricFamily(DRIVER_ERRORS.name, DRIVER_ERRORS.doc,
                                    labels=DRIVER_ERRORS.labels)
-        drops: collections.Counter[DropReason] = collections.Counter()
+        drops = svc.dropped()
         send_errors: dict[str, int] = {}
         for vip in svc.vips.values():
             for st in REPORTED_STATES:
@@ -727,10 +739,7 @@ class _Collector:
             recv.add_metric([vip.name], float(vip.speaker.adverts_received))
             mseconds.add_metric([vip.name], svc.master_seconds(vip))
             derr.add_metric([vip.name], float(vip.speaker.driver_errors))
-            drops.update(vip.speaker.drops)
         for runner in svc.runners:
-            drops.update(runner.transport.drops)
-            drops.update(runner.demux.drops)
             iface = getattr(runner.transport, "ifname", "udp")
             send_errors[iface] = send_errors.get(iface, 0) + runner.transport.send_errors
         dropped = CounterMetricFamily(DROPPED.name, DROPPED.doc, labels=DROPPED.labels)
