@@ -30,6 +30,7 @@ from imapha.imap.codes import ResponseCode
 from imapha.imap.responses import Response, Status, UntaggedData, UntaggedStatus
 from imapha.imap.tokens import Atom, PList, SequenceSet
 from imapha.maildir import keywords as kw
+from imapha.maildir.folders import FolderError
 from imapha.maildir.mailbox import Mailbox, Message, MessageExpunged
 from imapha.server.errors import bad
 
@@ -54,6 +55,9 @@ class Selected:
         self.pending: set[int] = set()
         self.known: dict[int, tuple[frozenset[str], frozenset[str]]] = {}
         self.uid_validity = 0
+        #: The folder was deleted or its UIDVALIDITY changed under us: the session
+        #: cannot go on with this view (RFC 3501 §2.3.1.1) and ends with BYE.
+        self.invalidated = False
         #: RFC822.SIZE with CRLF line ends, counted once per message (FETCH).
         self.crlf_sizes: dict[int, int] = {}
 
@@ -178,13 +182,17 @@ class Selected:
 
     def refresh(self, *, allow_expunge: bool) -> list[Response]:
         """Sync with the store and return what to announce (see the module doc)."""
-        result = self.mailbox.sync()
+        try:
+            result = self.mailbox.sync()
+        except (FileNotFoundError, FolderError):
+            self.invalidated = True
+            return []
         out: list[Response] = []
         if result.uid_validity_changed:
             # The list was rebuilt: every UID we gave is void (RFC 3501 §2.3.1.1).
-            self.mark_expunged(self.uids)
-        else:
-            self.mark_expunged(result.expunged)
+            self.invalidated = True
+            return []
+        self.mark_expunged(result.expunged)
         for msg in result.changed:
             seq = self.seq_of(msg.uid)
             if seq is None or msg.uid in self.pending:
@@ -197,8 +205,6 @@ class Selected:
             out.extend(self.announce_expunges())
         last = self.uids[-1] if self.uids else 0
         added = [m for m in result.added if m.uid > last]
-        if result.uid_validity_changed:
-            self.uid_validity = result.uid_validity
         if added:
             for m in added:
                 self.uids.append(m.uid)

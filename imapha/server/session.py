@@ -68,7 +68,7 @@ from imapha.imap import (
 from imapha.imap.codes import ResponseCode
 from imapha.imap.commands import ClientCommand
 from imapha.imap.errors import LocalProtocolError
-from imapha.imap.responses import Response
+from imapha.imap.responses import Response, encode_response
 from imapha.imap.tokens import Atom, Tag
 from imapha.maildir.fsops import FileSystem
 from imapha.server.errors import CommandError
@@ -171,6 +171,7 @@ class Session:
         self._pending_auth: Tag | None = None
         self._current: str = ""
         self._bye_sent = False
+        self._end_after_tagged = False
 
     # -- output -----------------------------------------------------------------------
     def write_raw(self, data: bytes) -> None:
@@ -241,6 +242,8 @@ class Session:
         if self.idling is not None and self.selected is not None and not self.closed:
             for resp in self.selected.refresh(allow_expunge=True):
                 self.send(resp)
+            if self.selected.invalidated:
+                return self.shutdown("Mailbox was deleted or rebuilt")
         return self._take()
 
     def shutdown(self, text: str = "Server shutting down") -> list[Action]:
@@ -324,11 +327,22 @@ class Session:
             allow = self._current not in NO_EXPUNGE
             for resp in self.selected.refresh(allow_expunge=allow):
                 self.send(resp)
+            if self.selected.invalidated:
+                # BYE now; the tagged response still follows, then the close.
+                self.send(UntaggedStatus(Status.BYE, "Mailbox was deleted or rebuilt",
+                                         ResponseCode("UNAVAILABLE")))
+                self._end_after_tagged = True
 
     def finish(self, tag: Tag, result: Ok) -> None:
         """Announce changes, then the tagged OK."""
         if self.state is not State.LOGOUT:
             self._announce()
+        if self._end_after_tagged:
+            self.write_raw(encode_response(TaggedResponse(tag, Status.OK, result.text,
+                                                          result.code)))
+            self._bye_sent = True
+            self._action(Close())
+            return
         self.send(TaggedResponse(tag, Status.OK, result.text, result.code))
         if self.state is State.LOGOUT:
             self._action(Close())
@@ -339,7 +353,13 @@ class Session:
                 self._announce()
             except Exception:
                 log.exception("session %s: sync after an error failed", self.session_id)
-        self.send(TaggedResponse(tag, err.status, err.text, err.code))
+        response = TaggedResponse(tag, err.status, err.text, err.code)
+        if self._end_after_tagged:
+            self.write_raw(encode_response(response))
+            self._bye_sent = True
+            self._action(Close())
+            return
+        self.send(response)
 
     # -- continuations ----------------------------------------------------------------
     def expect_auth(self, tag: Tag) -> None:

@@ -466,3 +466,28 @@ def test_search(target: Target) -> None:
         assert tagged.split()[1] == b"NO" and _code(tagged) == "BADCHARSET"
         _, tagged = c.command("SEARCH FROBNICATE")
         assert tagged.split()[1] == b"BAD"
+
+
+def test_selected_mailbox_deleted_by_another_session_ends_with_bye(target: Target) -> None:
+    user, password = target.take_user()
+    with target.raw() as a, target.raw() as b:
+        a.ok(f"LOGIN {user} {password}")
+        b.ok(f"LOGIN {user} {password}")
+        a.ok("CREATE Doomed")
+        _append(a, "Doomed", MSG)
+        a.ok("SELECT Doomed")
+        b.ok("DELETE Doomed")
+        seen = b""
+        try:
+            for _ in range(3):
+                a.send(f"{a.tag()} NOOP\r\n".encode())
+                for _ in range(10):
+                    resp = a.read_response()
+                    seen += resp
+                    if resp[:1] != b"*":
+                        break
+                if b"* BYE" in seen:
+                    break
+        except (ConnectionError, OSError):
+            pass
+        assert b"* BYE" in seen, seen
