@@ -13,7 +13,8 @@ GREETING    (nothing: reads ``* OK``; a PROXY v2 header goes       never
 STARTTLS    ``STARTTLS``, then the :class:`StartTLS` action         tls is not
                                                                    "starttls"
 CAPABILITY  ``CAPABILITY``                                         caps known
-ID          ``ID (x-originating-ip ... x-session-id ...)``         no forward
+ID          ``ID (x-originating-ip ... x-session-id ...)``,        no forward
+            pipelined with the LOGIN command when that is used
 LOGIN       ``LOGIN`` (LITERAL+ when offered), or ``AUTHENTICATE   never
             PLAIN`` with SASL-IR (an authzid, or LOGINDISABLED),
             or the relayed mechanism's response as is
@@ -153,6 +154,7 @@ class BackendLogin:
         self._sasl_sent = False
         self.outcome: Outcome | None = None
         self.prelogin_capabilities: tuple[str, ...] = ()
+        self._pipelined = False
 
     def start(self) -> Output:
         """What to send as soon as the connection is up (the PROXY header, if any)."""
@@ -230,7 +232,7 @@ class BackendLogin:
         while step is not Step.DONE:
             out = self._begin(step)
             if out is not None:
-                self.step = step
+                self.step = Step.LOGIN if self._pipelined else step
                 return out
             step = _NEXT[step]
         return [self._finish(LoggedIn(self.conn.capabilities))]
@@ -252,12 +254,24 @@ class BackendLogin:
             forward = self._forward_id
             if forward is None or self.request is None or not conn.has_capability("ID"):
                 return None
-            return [self._send(lambda tag: Id(tag, forward))]
+            sent = [self._send(lambda tag: Id(tag, forward))]
+            if self._uses_login_command():
+                # RFC 9051 §5.5: ID and LOGIN may be pipelined; one round trip saved.
+                self._pipelined = True
+                sent.append(self._login())
+            return sent
         if step is Step.LOGIN:
             return None if self.request is None else [self._login()]
         if step is Step.CAPS_AFTER:
             return None if conn.capabilities else [self._send(Capability)]
         return None
+
+    def _uses_login_command(self) -> bool:
+        req, conn = self.request, self.conn
+        if req is None or req.password is None:
+            return False
+        use_plain = bool(req.authzid) or conn.has_capability("LOGINDISABLED")
+        return not (use_plain and conn.has_capability("AUTH=PLAIN"))
 
     def _login(self) -> bytes:
         req = self.request

@@ -35,9 +35,9 @@ def test_greeting_caps_id_then_login_with_literal_plus() -> None:
     bl = BackendLogin(req(password='we"ird'), forward_id=fwd)
     assert bl.start() == []
     out = bl.receive(GREETING)
-    assert wire(out) == b'P1 ID ("x-originating-ip" "192.0.2.7" "x-session-id" "abc")\r\n'
-    out = bl.receive(b'* ID NIL\r\nP1 OK ID done\r\n')
-    assert wire(out) == b'P2 LOGIN alice "we\\"ird"\r\n'
+    assert wire(out) == (b'P1 ID ("x-originating-ip" "192.0.2.7" "x-session-id" "abc")\r\n'
+                         b'P2 LOGIN alice "we\\"ird"\r\n')  # pipelined
+    assert bl.receive(b'* ID NIL\r\nP1 OK ID done\r\n') == []
     out = bl.receive(b"P2 OK [CAPABILITY IMAP4rev1 IDLE MOVE] Logged in\r\n")
     assert out == [LoggedIn(("IMAP4rev1", "IDLE", "MOVE"))]
 
@@ -107,3 +107,9 @@ def test_proxy_v2_header_layout() -> None:
     assert h6[13] == 0x21 and len(h6) == 16 + 36
     bl = BackendLogin(req(), proxy_header=h)
     assert bl.start() == [h]
+
+
+def test_id_not_pipelined_with_authenticate() -> None:
+    bl = BackendLogin(req(mechanism="PLAIN", authzid="admin"), forward_id=(("x-session-id", "s"),))
+    assert wire(bl.receive(GREETING)) == b'P1 ID ("x-session-id" "s")\r\n'
+    assert wire(bl.receive(b"P1 OK\r\n")).startswith(b"P2 AUTHENTICATE PLAIN ")

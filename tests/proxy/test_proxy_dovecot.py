@@ -12,6 +12,7 @@ import base64
 import imaplib
 import os
 import random
+import signal
 import socket
 import ssl
 import time
@@ -454,3 +455,34 @@ def test_metrics_names_are_exported(start_proxy: StartProxy, certs: Certs) -> No
     assert relayed and float(relayed[0].split()[-1]) > 0
 
 
+
+
+def test_sighup_reloads_certificate_and_rejects_listener_change(start_proxy: StartProxy,
+                                                                 certs: Certs) -> None:
+    proxy = start_proxy()
+    first = tls_socket(certs, proxy.imaps_port)
+    old_der = first.getpeercert(binary_form=True)
+    first.close()
+    cert_file = Path(proxy.status()["config"]).parent / "new-cert.pem"
+    key_file = cert_file.with_name("new-key.pem")
+    fresh = certs.ca.issue_cert("localhost", "127.0.0.1")
+    fresh.private_key_pem.write_to_path(str(key_file))
+    cert_file.write_bytes(b"".join(b.bytes() for b in fresh.cert_chain_pems))
+    config = Path(proxy.status()["config"])
+    text = config.read_text()
+    config.write_text(text.replace(str(certs.cert_path), str(cert_file))
+                      .replace(str(certs.key_path), str(key_file)))
+    assert proxy.proc is not None
+    proxy.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while proxy.status()["reloads"]["applied"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = tls_socket(certs, proxy.imaps_port)
+    assert second.getpeercert(binary_form=True) != old_der
+    second.close()
+    config.write_text(config.read_text().replace('imap = ["127.0.0.1:0"]',
+                                                 'imap = ["127.0.0.1:1"]'))
+    proxy.proc.send_signal(signal.SIGHUP)
+    while proxy.status()["reloads"]["rejected"] < 1 and time.monotonic() < deadline + 10:
+        time.sleep(0.05)
+    assert "proxy.imap cannot change live" in proxy.status()["last_reload"]
