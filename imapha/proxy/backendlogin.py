@@ -254,7 +254,7 @@ class BackendLogin:
             forward = self._forward_id
             if forward is None or self.request is None or not conn.has_capability("ID"):
                 return None
-            sent = [self._send(lambda tag: Id(tag, forward))]
+            sent: Output = [self._send(lambda tag: Id(tag, forward))]
             if self._uses_login_command():
                 # RFC 9051 §5.5: ID and LOGIN may be pipelined; one round trip saved.
                 self._pipelined = True
