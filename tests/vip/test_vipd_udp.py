@@ -8,6 +8,7 @@ answered by its home, then by the other node once the home node is killed.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import signal
@@ -109,12 +110,12 @@ def test_two_vipd_processes_fail_over_without_privileges(
         run = root / "run" / node
         spawn(procs, root, ["-m", "tests.vip.listener_service", "--config", str(config),
                             "--node", node, "--port", str(port)])
-        wait_for(lambda: running(run / "proxy.sock"), 15, f"service {node}")
+        wait_for(functools.partial(running, run / "proxy.sock"), 15, f"service {node}")
         spawn(procs, root, ["-m", "imapha", "vipd", "--config", str(config), "--node", node])
-        wait_for(lambda: running(run / "vipd.sock"), 15, f"vipd {node}")
+        wait_for(functools.partial(running, run / "vipd.sock"), 15, f"vipd {node}")
     wait_for(lambda: who(vip, port) == "a", 10, "the VIP answered by a")
-    status = request(root / "run" / "b" / "vipd.sock", "GET", "/status").body
-    assert status["vips"][0]["state"] == "backup"
+    wait_for(lambda: request(root / "run" / "b" / "vipd.sock", "GET", "/status")
+             .body["vips"][0]["state"] == "backup", 5, "b a ready backup")
     # Node a dies (its service and its vipd): b's listener takes the VIP.
     for proc in procs[:2]:
         os.kill(proc.pid, signal.SIGKILL)
