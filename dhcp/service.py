@@ -31,6 +31,7 @@ The service wires the pure parts together and owns all the I/O:
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import time
@@ -122,6 +123,8 @@ class DhcpService(ServiceBase):
         self._reload_pending = False
         self.registrations_error: str = ""
         self.metrics = ctx.metrics
+        self.received: collections.Counter[str] = collections.Counter()
+        self.dropped: collections.Counter[str] = collections.Counter()
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -217,6 +220,7 @@ class DhcpService(ServiceBase):
     # -- the packet path ---------------------------------------------------
 
     def _drop(self, reason: str) -> None:
+        self.dropped[reason] += 1
         self.metrics.counter(m.PACKETS_DROPPED).labels(reason=reason).inc()
 
     def _answers(self, packet: Packet, datagram: Datagram) -> str | None:
@@ -244,8 +248,9 @@ class DhcpService(ServiceBase):
             except DecodeError as exc:
                 self._drop(exc.reason.value)
                 continue
-            self.metrics.counter(m.PACKETS_RECEIVED).labels(
-                type=type_label(packet.message_type)).inc()
+            label = type_label(packet.message_type)
+            self.received[label] += 1
+            self.metrics.counter(m.PACKETS_RECEIVED).labels(type=label).inc()
             reason = self._answers(packet, datagram)
             if reason is not None:
                 self._drop(reason)
@@ -552,6 +557,7 @@ class DhcpService(ServiceBase):
             "pools": pools,
             "registrations": len(self.server.registrations),
             "registrations_error": self.registrations_error,
+            "packets": {"received": dict(self.received), "dropped": dict(self.dropped)},
             "detail": f"{failover.state.value}, {'answering' if answering else 'silent'}, "
                       f"{free}/{total} free",
         }

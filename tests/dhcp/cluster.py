@@ -130,6 +130,11 @@ class Client:
                 return None
         return None
 
+    def wait_bound(self, timeout: float = 15.0) -> float:
+        """Seconds until the client holds an address (AssertionError after ``timeout``)."""
+        return Pair.wait(lambda: self.bound() is not None, timeout,
+                         f"{self.host.name} to get a lease")
+
     def mac(self) -> str:
         return self.host.interface().mac
 
@@ -277,10 +282,10 @@ class Pair:
         stores = {node: self.active(node) for node in ("a", "b") if self.answers(node)}
         for node, held in stores.items():
             for other, other_held in stores.items():
-                for address, holder in held.items():
-                    if address in other_held:
-                        assert other_held[address] == holder, (
-                            f"{address}: {node} says {holder}, {other} says {other_held[address]}")
+                for text, holder in held.items():
+                    if text in other_held:
+                        assert other_held[text] == holder, (
+                            f"{text}: {node} says {holder}, {other} says {other_held[text]}")
         return {str(a): c for a, c in beliefs.items()}
 
 

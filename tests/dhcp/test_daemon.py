@@ -40,7 +40,7 @@ def test_split_pair_serves_udhcpc_and_replicates(lab: Lab, root: Path) -> None:
     clients = [pair.udhcpc(f"c{i}") for i in range(4)]
     try:
         for client in clients:
-            Pair.wait(lambda c=client: c.bound() is not None, 15, f"{client.host.name} bound")
+            client.wait_bound(15)
     except AssertionError:
         raise AssertionError(dump(pair)) from None
     for client in clients:
@@ -104,7 +104,7 @@ def test_split_sigkill_survivor_serves_at_once_and_restart_with_empty_store(
     Pair.wait(lambda: pair.failover("a") == "normal" == pair.failover("b"), 10, "normal")
     early = [pair.udhcpc(f"c{i}") for i in range(3)]
     for client in early:
-        Pair.wait(lambda c=client: c.bound() is not None, 15, "early clients bound")
+        client.wait_bound(15)
     pair.kill("a")
     late = pair.udhcpc("late")
     took = Pair.wait(lambda: late.bound() is not None, 10, "late client bound by b")
@@ -131,13 +131,13 @@ def test_split_partition_both_serve_own_halves_then_heal(lab: Lab, root: Path) -
     Pair.wait(lambda: pair.failover("a") == "normal" == pair.failover("b"), 10, "normal")
     before = [pair.udhcpc(f"c{i}") for i in range(2)]
     for client in before:
-        Pair.wait(lambda c=client: c.bound() is not None, 15, "bound before the cut")
+        client.wait_bound(15)
     lab.partition(pair.a, pair.b)  # both still reach every client
     Pair.wait(lambda: pair.failover("a") == "communications-interrupted"
               == pair.failover("b"), 10, "interrupted")
     during = [pair.udhcpc(f"p{i}") for i in range(6)]
     for client in during:
-        took = Pair.wait(lambda c=client: c.bound() is not None, 10, "bound during the cut")
+        took = client.wait_bound(10)
     assert took < 10
     held = pair.check_unique()
     assert len(held) == 8
