@@ -36,7 +36,7 @@ from imapha.imap import originating_id
 from imapha.proxy import backend as backend_io
 from imapha.proxy.backendlogin import BackendLogin, Failed, LoggedIn, Rejected, proxy_v2_header
 from imapha.proxy.limits import Refusal
-from imapha.proxy.prelogin import Close, LoginRequest, PreLogin, StartTLS
+from imapha.proxy.prelogin import Close, LoginRequest, PreLogin, StartTLS, State
 from imapha.proxy.relay import Relay, bye_line
 
 if TYPE_CHECKING:
@@ -62,7 +62,6 @@ class ClientProtocol(TwistedProtocol):
         self._timer: Any = None
         self._pending: Any = None
         self._login_started = 0.0
-        self._backend: backend_io.BackendProtocol | None = None
 
     # -- connection --------------------------------------------------------------
 
@@ -100,8 +99,6 @@ class ClientProtocol(TwistedProtocol):
         for call in (self._timer, self._pending):
             if call is not None and call.active():
                 call.cancel()
-        if self._backend is not None and self._backend.transport is not None:
-            cast(Any, self._backend.transport).loseConnection()
         if self.relay is not None:
             self.relay.client_lost()
         if self.admitted:
@@ -130,7 +127,7 @@ class ClientProtocol(TwistedProtocol):
         self._timer = None
         if self.pre is None or self.lost:
             return
-        if self._pending is not None or self._backend is not None:  # a login is under way
+        if self.pre.state is State.LOGGING_IN:  # answered by the login under way
             self._timer = self.service.reactor.callLater(5.0, self._prelogin_timeout)
             return
         self.service.count_limit("prelogin_timeout")
@@ -142,7 +139,7 @@ class ClientProtocol(TwistedProtocol):
         """End a pre-login connection (drain, stop)."""
         if self.pre is None or self.lost:
             return
-        if self._pending is not None or self._backend is not None:
+        if self.pre.state is State.LOGGING_IN:
             return  # answered by the login in progress
         line = self.pre.bye(text, imap_codes.UNAVAILABLE)
         transport: Any = self.transport
@@ -204,7 +201,6 @@ class ClientProtocol(TwistedProtocol):
         proto, outcome = result
         svc = self.service
         name = order[0]
-        self._backend = None
         if self.lost or self.pre is None:
             if isinstance(outcome, LoggedIn) and proto.transport is not None:
                 cast(Any, proto.transport).loseConnection()
@@ -238,6 +234,8 @@ class ClientProtocol(TwistedProtocol):
         assert pre is not None
         transport: Any = self.transport
         transport.write(pre.login_succeeded(caps))
+        if hasattr(transport, "SEND_LIMIT"):  # plain TCP: bigger send() calls
+            transport.SEND_LIMIT = backend_io.READ_SIZE
         leftover = pre.leftover()
         self.pre = None
         if self._timer is not None and self._timer.active():

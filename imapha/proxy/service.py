@@ -343,8 +343,8 @@ class ProxyService:
         if blocked:
             raise ReloadRejected(f"{', '.join(blocked)} cannot change live; restart instead")
         try:
-            if (new.tls_cert, new.tls_key) != self.server_tls.files or changed:
-                self.server_tls.load(new.tls_cert, new.tls_key)
+            # Always: a renewed certificate is usually written over the same path.
+            self.server_tls.load(new.tls_cert, new.tls_key)
             pinned = self._user_map(new)
         except Exception as exc:
             raise ReloadRejected(str(exc)) from exc
