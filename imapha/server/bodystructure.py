@@ -41,7 +41,7 @@ def _params(params: tuple[tuple[bytes, bytes], ...]) -> Token:
 
 
 def _field(part: Part, data: bytes, name: bytes) -> bytes | None:
-    return part.first(data, name)
+    return part.mime_field(data, name)
 
 
 def _disposition(part: Part, data: bytes) -> Token:
@@ -100,7 +100,7 @@ def body_structure(part: Part, data: bytes, extended: bool = True) -> Node:
             items += [_params(ct.params), _disposition(part, data), _language(part, data),
                       nstring(_field(part, data, b"content-location"))]
         return NodeList(tuple(items))
-    encoding = _field(part, data, b"content-transfer-encoding")
+    encoding = part.transfer_encoding(data)
     params = ct.params
     if ct.lower[0] == b"text" and ct.param(b"charset") is None:
         params = (*params, (b"charset", b"us-ascii"))  # RFC 2045 §5.2, RFC 2046 §4.1.2

@@ -4,9 +4,11 @@ Theory of operation
 -------------------
 The envelope is ten fields taken from the header as written, never decoded:
 date, subject, from, sender, reply-to, to, cc, bcc, in-reply-to, message-id.
-When a field occurs more than once the last one counts (Dovecot's choice).
+When a field occurs more than once, the last one counts for a string field and
+the address lists are joined for an address field (as Dovecot answers).
 String fields are that field's value, unfolded (the line ends of
-folds dropped, white space kept, RFC 5322 §2.2.3) and trimmed; absent is NIL.
+folds dropped, white space kept, RFC 5322 §2.2.3), trimmed, TAB as SP (as
+Dovecot); absent is NIL.
 Sender and Reply-To fall back to From when absent or empty (§7.4.2).
 
 Addresses follow RFC 5322 §3.4 loosely, the way mail really is: a lexer splits
@@ -16,10 +18,12 @@ a small parser reads mailboxes (``name <local@domain>``, ``local@domain``,
 as a start marker ``(NIL NIL name NIL)``, the members, and an end marker
 ``(NIL NIL NIL NIL)``. Each address is ``(name adl mailbox host)``; a source
 route (obsolete ``<@a,@b:x@y>``) fills adl. Garbage never raises: words that
-fit nowhere are skipped. A mailbox without domain (``To: nodomain``) gets the
+fit nowhere end the list: what follows an address other than a comma is
+not read, as Dovecot does. A mailbox without domain (``To: nodomain``) gets the
 host ``MISSING_DOMAIN`` (and one without local part ``MISSING_MAILBOX``), as
 Dovecot does, so that it cannot be mistaken for a group marker; an empty
-element before a comma (``To: , a@b``) is such an address with both missing. Quoted local
+element before a comma (``To: , a@b``), or before a group's ``;`` after a
+comma, is such an address with both missing. Quoted local
 parts are written unquoted (``"a b"@x`` -> mailbox ``a b``), as Dovecot does.
 Strings with 8-bit octets become literals, others quoted strings
 (:func:`imapha.imap.tokens.nstring` chooses).
@@ -132,18 +136,40 @@ class _Parser:
         return self.toks[self.i][0] if self.i < len(self.toks) else None
 
     def phrase(self) -> tuple[list[tuple[str, bytes]], bytes | None]:
-        """Tokens up to one of < : , ; (or the end), and the last comment seen."""
+        """Tokens up to one of < : , ; (or the end), and the last comment seen after a
+        word (``a@b (Name)`` names the address, ``(c) a@b`` does not, as in Dovecot)."""
         words: list[tuple[str, bytes]] = []
         comment = None
-        while self.i < len(self.toks):
-            kind, text = self.toks[self.i]
+        toks, n = self.toks, len(self.toks)
+        while self.i < n:
+            kind, text = toks[self.i]
             if kind in ("<", ":", ",", ";", ">"):
                 break
+            self.i += 1
             if kind == "c":
-                comment = text
+                if words:
+                    comment = text
+            elif kind == "@":
+                # An addr-spec: the domain is one dot-atom or domain literal; what
+                # follows it (other than comments) ends the element.
+                words.append((kind, text))
+                expect_word = True
+                while self.i < n:
+                    kind, text = toks[self.i]
+                    if kind == "c":
+                        comment = text
+                    elif expect_word and kind in ("a", "d"):
+                        words.append((kind, text))
+                        expect_word = False
+                    elif not expect_word and kind == ".":
+                        words.append((kind, text))
+                        expect_word = True
+                    else:
+                        break
+                    self.i += 1
+                break
             else:
                 words.append((kind, text))
-            self.i += 1
         return words, comment
 
     def angle(self) -> tuple[bytes | None, bytes | None, bytes | None]:
@@ -260,12 +286,18 @@ def _parse_general(value: bytes) -> list[Address]:
         if p.peek() == ":":  # a group
             p.i += 1
             out.append(Address(None, None, _display(words) or b"", None))
-            while p.i < len(p.toks) and p.peek() != ";":
+            commas = False
+            while p.i < len(p.toks):
                 before = p.i
                 addr = p.mailbox()
                 if addr is not None:
                     out.append(addr)
+                elif p.peek() == "," or (p.peek() == ";" and commas):
+                    out.append(_MISSING_BOTH)  # an empty element (Dovecot's answer)
+                if p.peek() == ";":
+                    break
                 if p.peek() in (",", ">"):
+                    commas = commas or p.peek() == ","
                     p.i += 1
                 if p.i == before:
                     p.i += 1
@@ -278,10 +310,9 @@ def _parse_general(value: bytes) -> list[Address]:
                 out.append(addr)
             elif p.peek() == ",":  # an empty element before a comma (Dovecot's answer)
                 out.append(_MISSING_BOTH)
-        if p.peek() in (",", ";", ">"):
-            p.i += 1
-        if p.i == start:
-            p.i += 1
+        if p.i < len(p.toks) and p.peek() != ",":
+            break  # junk where a comma should be: the rest is not read (as Dovecot)
+        p.i += 1
     return out
 
 
@@ -290,7 +321,7 @@ def _address_list(part: Part, data: bytes, name: bytes) -> Node:
     found = part.get_all(name)
     if not found:
         return NIL
-    addrs = parse_addresses(found[-1].raw_value(data))
+    addrs = [a for f in found for a in parse_addresses(f.raw_value(data))]
     if not addrs:
         return NIL
     return NodeList((Adjacent(tuple(a.token() for a in addrs)),))
@@ -298,7 +329,9 @@ def _address_list(part: Part, data: bytes, name: bytes) -> Node:
 
 def _string_field(part: Part, data: bytes, name: bytes) -> Token:
     found = part.get_all(name)
-    return nstring(unfold(found[-1].raw_value(data)) if found else None)
+    if not found:
+        return NIL
+    return nstring(unfold(found[-1].raw_value(data)).replace(b"\t", b" "))
 
 
 def envelope(part: Part, data: bytes) -> NodeList:

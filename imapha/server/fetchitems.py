@@ -377,7 +377,7 @@ def _binary_value(msg: ParsedMessage, item: FetchItem) -> tuple[bytes, bool]:
     part = msg.part(item.part)
     if part is None:
         return b"", False
-    cte = part.first(msg.data, b"content-transfer-encoding") or b"7bit"
+    cte = part.transfer_encoding(msg.data) or b"7bit"
     body = msg.data[part.body_start : part.end]
     if part.children or part.message is not None:
         return body, False

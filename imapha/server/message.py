@@ -208,7 +208,7 @@ def part_text(msg: ParsedMessage, part: Part) -> str | None:
     maintype, _ = part.content_type.lower
     if part.content_type.explicit and maintype not in (b"text", b"message"):
         return None
-    cte = part.first(msg.data, b"content-transfer-encoding") or b"7bit"
+    cte = part.transfer_encoding(msg.data) or b"7bit"
     octets = decode_transfer(msg.data[part.body_start : part.end], cte)
     if octets is None:
         return None

@@ -118,6 +118,8 @@ class Part:
     epilogue: tuple[int, int] | None = None
     depth: int = 0
     blank_line: bool = True  # False: the header ran to the end, no blank line
+    #: Whether Content-* fields other than Content-Type count (see :meth:`mime_field`).
+    is_mime: bool = True
     _index: dict[bytes, tuple[HeaderField, ...]] = field(
         default_factory=dict, compare=False, repr=False
     )
@@ -144,6 +146,29 @@ class Part:
         """The first such field's value, unfolded and trimmed; None if absent."""
         found = self.get_all(name)
         return unfold(found[0].raw_value(data)) if found else None
+
+    def mime_field(self, data: bytes, name: bytes) -> bytes | None:
+        """A MIME field (Content-Transfer-Encoding, -ID, -Disposition...) if it counts.
+
+        In a message's own header (the top one or an encapsulated one) they count
+        only when the header has MIME-Version or Content-Type (RFC 2045 §4; Dovecot
+        draws the line there too); in a multipart's parts always.
+        """
+        return self.first(data, name) if self.is_mime else None
+
+    def transfer_encoding(self, data: bytes) -> bytes | None:
+        """The Content-Transfer-Encoding mechanism as written, if it counts
+        (:meth:`mime_field`) and is one token (comments allowed around it);
+        None otherwise, which means 7bit (RFC 2045 §6.1; Dovecot ignores an
+        unparsable value the same way)."""
+        raw = self.mime_field(data, b"content-transfer-encoding")
+        if raw is None:
+            return None
+        i = _skip_cfws(raw, 0)
+        m = _TOKEN_RE.match(raw, i)
+        if m is None or _skip_cfws(raw, m.end()) != len(raw):
+            return None
+        return m[0]
 
     def walk(self) -> list[Part]:
         """This part and every part below it, depth first (iterative: no recursion limit)."""
@@ -243,8 +268,9 @@ def _skip_cfws(raw: bytes, i: int) -> int:
     return min(i, n)
 
 
-def _quoted(raw: bytes, i: int) -> tuple[bytes, int]:
-    """A quoted-string starting at ``raw[i] == '"'``: its unescaped value and end."""
+def _quoted(raw: bytes, i: int) -> tuple[bytes | None, int]:
+    """A quoted-string starting at ``raw[i] == '"'``: its unescaped value (None if it
+    is never closed) and where it ends."""
     out = bytearray()
     i += 1
     n = len(raw)
@@ -259,11 +285,12 @@ def _quoted(raw: bytes, i: int) -> tuple[bytes, int]:
         if c not in (0x0D, 0x0A):
             out.append(c)
         i += 1
-    return bytes(out), n
+    return None, n
 
 
 def parse_params(raw: bytes) -> tuple[bytes, tuple[tuple[bytes, bytes], ...]]:
-    """``value; a=b; c="d"`` -> (``value``, ((a, b), (c, d))). Tolerant of junk."""
+    """``value; a=b; c="d"`` -> (``value``, ((a, b), (c, d))). Tolerant of junk; a
+    parameter whose quoted value is never closed is dropped."""
     i = _skip_cfws(raw, 0)
     m = re.compile(rb"[^;\s(]*").match(raw, i)
     head = m[0] if m else b""
@@ -284,7 +311,10 @@ def parse_params(raw: bytes) -> tuple[bytes, tuple[tuple[bytes, bytes], ...]]:
             continue
         i = _skip_cfws(raw, i + 1)
         if i < n and raw[i] == 0x22:
-            value, i = _quoted(raw, i)
+            quoted, i = _quoted(raw, i)
+            if quoted is None:  # an unclosed quote: the parameter is dropped (as Dovecot)
+                break
+            value = quoted
         else:
             vm = _TOKEN_RE.match(raw, i)
             value = vm[0] if vm else b""
@@ -293,37 +323,40 @@ def parse_params(raw: bytes) -> tuple[bytes, tuple[tuple[bytes, bytes], ...]]:
     return head, _join_continuations(params)
 
 
-_CONT_RE = re.compile(rb"(.+)\*([0-9]{1,3})(\*?)")
+_STAR_RE = re.compile(rb"(.+?)(?:\*([0-9]{1,3}))?(\*?)")
 
 
 def _join_continuations(
     params: list[tuple[bytes, bytes]],
 ) -> tuple[tuple[bytes, bytes], ...]:
-    """RFC 2231 §3: ``name*0`` ``name*1*`` ... joined into ``name`` (``name*`` if any
-    piece is extended), in place of the first piece; the value stays as written."""
-    if not any(_CONT_RE.fullmatch(k) for k, _ in params):
+    """RFC 2231 §3-4 parameters (``name*``, ``name*0``, ``name*1*``...), as Dovecot
+    writes them: plain parameters first in their order, then every ``*`` parameter
+    joined and sorted by name. Pieces are joined in index order; if any piece is
+    extended, the result is ``name*`` in extended form (``''`` put in front when the
+    first piece is not extended, ``%`` escaped in unextended pieces); values stay
+    otherwise as written (not percent-decoded)."""
+    if not any(b"*" in k for k, _ in params):
         return tuple(params)
-    pieces: dict[bytes, list[tuple[int, bool, bytes]]] = {}
-    order: list[tuple[bytes, bytes | None]] = []
+    plain: list[tuple[bytes, bytes]] = []
+    groups: dict[bytes, tuple[bytes, list[tuple[int, bool, bytes]]]] = {}
     for key, value in params:
-        m = _CONT_RE.fullmatch(key)
+        m = _STAR_RE.fullmatch(key) if b"*" in key else None
         if m is None:
-            order.append((key, value))
+            plain.append((key, value))
             continue
-        base = m[1].lower()
-        if base not in pieces:
-            pieces[base] = []
-            order.append((m[1], None))
-        pieces[base].append((int(m[2]), bool(m[3]), value))
-    out: list[tuple[bytes, bytes]] = []
-    for key, maybe in order:
-        if maybe is not None:
-            out.append((key, maybe))
+        base = m[1]
+        index = int(m[2]) if m[2] is not None else -1
+        groups.setdefault(base.lower(), (base, []))[1].append((index, bool(m[3]), value))
+    out = list(plain)
+    for lowered in sorted(groups):
+        base, pieces = groups[lowered]
+        pieces.sort(key=lambda p: p[0])
+        if not any(ext for _, ext, _ in pieces):
+            out.append((base, b"".join(v for _, _, v in pieces)))
             continue
-        got = sorted(pieces[key.lower()], key=lambda p: p[0])
-        extended = any(ext for _, ext, _ in got)
-        joined = b"".join(v for _, _, v in got)
-        out.append((key + b"*" if extended else key, joined))
+        joined = b"" if pieces[0][1] else b"''"
+        joined += b"".join(v if ext else v.replace(b"%", b"%25") for _, ext, v in pieces)
+        out.append((base + b"*", joined))
     return tuple(out)
 
 
@@ -420,8 +453,10 @@ def _line_end_owner(data: bytes, part: Part) -> str | None:
 
 
 def _parse_part(
-    data: bytes, start: int, end: int, depth: int, *, digest: bool, budget: _Budget
+    data: bytes, start: int, end: int, depth: int, *, digest: bool, budget: _Budget,
+    top: bool = False,
 ) -> Part:
+    """One entity; ``top`` for a message's own header (the root or an encapsulated one)."""
     budget.parts += 1
     body_start, fields, blank_line = _parse_header(data, start, end)
     ctype = _content_type(data, fields, digest)
@@ -429,6 +464,14 @@ def _parse_part(
     for f in fields:
         index.setdefault(f.name.lower(), []).append(f)
     frozen_index = {k: tuple(v) for k, v in index.items()}
+    is_mime = not top or b"mime-version" in frozen_index or b"content-type" in frozen_index
+
+    def make(children: tuple[Part, ...] = (), message: Part | None = None,
+             preamble: tuple[int, int] | None = None,
+             epilogue: tuple[int, int] | None = None) -> Part:
+        return Part(start, body_start, end, fields, ctype, children, message, preamble,
+                    epilogue, depth, blank_line, is_mime, frozen_index)
+
     deeper = depth < MAX_DEPTH and budget.parts < MAX_PARTS
     maintype, subtype = ctype.lower
     if maintype == b"multipart" and deeper:
@@ -443,6 +486,8 @@ def _parse_part(
                 ):
                     if is_close or budget.parts >= MAX_PARTS:
                         break
+                    if nxt is None and part_start >= end and data[end - 1 : end] != b"\n":
+                        break  # a delimiter at the very end, without line end: no part
                     part_end = max(end if nxt is None else nxt[0], part_start)
                     child = _parse_part(data, part_start, part_end, depth + 1,
                                         digest=child_digest, budget=budget)
@@ -456,19 +501,15 @@ def _parse_part(
                     children.append(child)
                 last = delims[-1]
                 epilogue = (last[2], end) if last[3] else None
-                return Part(
-                    start, body_start, end, fields, ctype, tuple(children),
-                    preamble=(body_start, delims[0][0]), epilogue=epilogue,
-                    depth=depth, blank_line=blank_line, _index=frozen_index,
-                )
+                return make(tuple(children), preamble=(body_start, delims[0][0]),
+                            epilogue=epilogue)
     if maintype == b"message" and subtype in (b"rfc822", b"global") and deeper:
-        inner = _parse_part(data, body_start, end, depth + 1, digest=False, budget=budget)
-        return Part(start, body_start, end, fields, ctype, message=inner,
-                    depth=depth, blank_line=blank_line, _index=frozen_index)
-    return Part(start, body_start, end, fields, ctype, depth=depth, blank_line=blank_line,
-                _index=frozen_index)
+        inner = _parse_part(data, body_start, end, depth + 1, digest=False, budget=budget,
+                            top=True)
+        return make(message=inner)
+    return make()
 
 
 def parse(data: bytes) -> Part:
     """The MIME tree of a whole message; never raises (see the module doc)."""
-    return _parse_part(data, 0, len(data), 0, digest=False, budget=_Budget())
+    return _parse_part(data, 0, len(data), 0, digest=False, budget=_Budget(), top=True)

@@ -155,7 +155,7 @@ def test_binary_decodes_and_nul_travels_safely() -> None:
 
 
 def test_binary_of_an_unknown_encoding_is_no_unknown_cte() -> None:
-    data = b"Content-Transfer-Encoding: x-uuencode\r\n\r\nbegin 644 x\r\n"
+    data = b"MIME-Version: 1.0\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\nbegin 644 x\r\n"
     with pytest.raises(UnknownCTE) as info:
         fetch("BINARY[1]", data)
     assert (info.value.status, info.value.code) == ("NO", "UNKNOWN-CTE")
@@ -203,3 +203,14 @@ def test_any_message_renders_legal_fetch_data(data: bytes) -> None:
     if data.count(b"\n") == data.count(b"\r\n"):
         served = data
     assert got["BODY[]"] == served.replace(b"\x00", b"\x80")
+
+
+def test_mime_fields_count_only_in_a_mime_message() -> None:
+    plain = b"Content-Transfer-Encoding: base64\r\nContent-ID: <x>\r\n\r\nQUJD\r\n"
+    assert fetch("BODYSTRUCTURE", plain) == (
+        b'(BODYSTRUCTURE ("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 6 1 '
+        b"NIL NIL NIL NIL))")
+    assert fetch("BINARY.PEEK[1]", plain) == b"(BINARY[1] {6}\r\nQUJD\r\n)"
+    mime = b"MIME-Version: 1.0\r\n" + plain
+    assert fetch("BINARY.PEEK[1]", mime) == b"(BINARY[1] ~{3}\r\nABC)"
+    assert b'"<x>" NIL "base64"' in fetch("BODYSTRUCTURE", mime)

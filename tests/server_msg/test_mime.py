@@ -166,7 +166,9 @@ def test_params_quoting_comments_and_rfc2231_continuations() -> None:
         b'text/plain (comment) ; charset = "utf\\"8" ; name*0="a b"; name*1*=%20c; junk; x=y'
     )
     assert head == b"text/plain"
-    assert params == ((b"charset", b'utf"8'), (b"name*", b"a b%20c"), (b"x", b"y"))
+    assert params == ((b"charset", b'utf"8'), (b"x", b"y"), (b"name*", b"''a b%20c"))
+    _, params = parse_params(b"a/b; y*1=second; y*0=first; z*=utf-8''%41; n*0*=u''%C3; n*1=5%")
+    assert params == ((b"n*", b"u''%C35%25"), (b"y", b"firstsecond"), (b"z*", b"utf-8''%41"))
 
 
 def test_encoded_words_are_decoded_and_joined() -> None:
