@@ -11,7 +11,9 @@ OK (login excluded):
 * ``SEARCH SUBJECT`` (a header search: every file read and parsed);
 * APPEND rate into an empty folder (one session, one APPEND at a time);
 * IDLE notification latency: from a delivery into ``new/`` (as an MTA does)
-  to the ``* n EXISTS`` line on an IDLE session.
+  to the ``* n EXISTS`` line on an IDLE session;
+* NOOP round trip on a selected small folder (what the thread-pool hop and
+  the per-command sync cost imapha on every command).
 
 Run: ``.venv/bin/python -m bench.server_bench [--messages N]``.
 """
@@ -90,6 +92,18 @@ def _idle_latency(host: str, port: int, maildir_folder: str, folder: str, runs: 
     return summarize(samples).median
 
 
+def _noop_rtt(host: str, port: int, folder: str, runs: int = 300) -> float:
+    samples = []
+    with Raw(host, port, timeout=30) as c:
+        c.ok(f"LOGIN {USER} {PASSWORD}")
+        c.ok(f"SELECT {folder}")
+        for _ in range(runs):
+            start = time.perf_counter()
+            c.ok("NOOP")
+            samples.append(time.perf_counter() - start)
+    return summarize(samples).median
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--messages", type=int, default=10_000)
@@ -137,6 +151,9 @@ def main() -> None:
                 latency[k] = _idle_latency(h, p, str(inbox / f".{folder}"), folder, 10)
             report(Result("IDLE notification latency (median s)", latency["imapha"],
                           latency["dovecot"], "s", "dovecot", higher_is_better=False))
+            rtt = {k: _noop_rtt(h, p, f"Idle{k}") for k, (h, p) in servers.items()}
+            report(Result("NOOP round trip (median s)", rtt["imapha"], rtt["dovecot"], "s",
+                          "dovecot", higher_is_better=False))
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
