@@ -675,6 +675,8 @@ class VipdService(ServiceBase):
                 "base_priority": vip.base_priority, "master": master,
                 "ready": router.ready, "faults": list(vip.faults),
                 "resigned": router.resigned, "track": vip.config.track,
+                "transitions": sum(vip.transitions.values()),
+                "adverts_sent": {c.value: n for c, n in vip.speaker.adverts_sent.items()},
                 "checks": [{"name": c.name, "failing": c.failing, "weight": c.weight,
                             "detail": c.detail} for c in self.checks(vip)],
             })
