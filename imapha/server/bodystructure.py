@@ -25,7 +25,8 @@ import re
 from imapha.imap.tokens import NIL, Atom, PList, Quoted, Token, nstring, number
 
 from .envelope import envelope
-from .mime import Part, parse_params
+from .mime import Part
+from .mimeparams import parse_params
 from .nodes import Adjacent, Node, NodeList
 
 __all__ = ["body_structure"]

@@ -29,7 +29,8 @@ import codecs
 import re
 from collections.abc import Callable
 
-from .mime import Part, parse, parse_params, unfold
+from .mime import Part, parse, unfold
+from .mimeparams import parse_params
 
 __all__ = [
     "ParsedMessage",

@@ -40,6 +40,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
+from .mimeparams import TOKEN_RE, parse_params, skip_cfws
+
 __all__ = [
     "MAX_DEPTH",
     "MAX_FIELDS",
@@ -48,7 +50,6 @@ __all__ = [
     "HeaderField",
     "Part",
     "parse",
-    "parse_params",
     "unfold",
 ]
 
@@ -164,9 +165,9 @@ class Part:
         raw = self.mime_field(data, b"content-transfer-encoding")
         if raw is None:
             return None
-        i = _skip_cfws(raw, 0)
-        m = _TOKEN_RE.match(raw, i)
-        if m is None or _skip_cfws(raw, m.end()) != len(raw):
+        i = skip_cfws(raw, 0)
+        m = TOKEN_RE.match(raw, i)
+        if m is None or skip_cfws(raw, m.end()) != len(raw):
             return None
         return m[0]
 
@@ -237,129 +238,6 @@ def _parse_header(
     return limit, tuple(fields), False
 
 
-# --- parameters (RFC 2045 §5.1, RFC 2183, RFC 2231 continuations) ----------------
-
-_TOKEN_RE = re.compile(rb"[^\s;=\"()]+")
-
-
-def _skip_cfws(raw: bytes, i: int) -> int:
-    n = len(raw)
-    while i < n:
-        c = raw[i]
-        if c in b" \t\r\n":
-            i += 1
-        elif c == 0x28:  # "(" comment, nested
-            depth = 0
-            while i < n:
-                c = raw[i]
-                if c == 0x5C:
-                    i += 2
-                    continue
-                if c == 0x28:
-                    depth += 1
-                elif c == 0x29:
-                    depth -= 1
-                    if depth == 0:
-                        i += 1
-                        break
-                i += 1
-        else:
-            break
-    return min(i, n)
-
-
-def _quoted(raw: bytes, i: int) -> tuple[bytes | None, int]:
-    """A quoted-string starting at ``raw[i] == '"'``: its unescaped value (None if it
-    is never closed) and where it ends."""
-    out = bytearray()
-    i += 1
-    n = len(raw)
-    while i < n:
-        c = raw[i]
-        if c == 0x5C and i + 1 < n:
-            out.append(raw[i + 1])
-            i += 2
-            continue
-        if c == 0x22:
-            return bytes(out), i + 1
-        if c not in (0x0D, 0x0A):
-            out.append(c)
-        i += 1
-    return None, n
-
-
-def parse_params(raw: bytes) -> tuple[bytes, tuple[tuple[bytes, bytes], ...]]:
-    """``value; a=b; c="d"`` -> (``value``, ((a, b), (c, d))). Tolerant of junk; a
-    parameter whose quoted value is never closed is dropped."""
-    i = _skip_cfws(raw, 0)
-    m = re.compile(rb"[^;\s(]*").match(raw, i)
-    head = m[0] if m else b""
-    i = m.end() if m else i
-    params: list[tuple[bytes, bytes]] = []
-    n = len(raw)
-    while i < n:
-        semi = raw.find(b";", i)
-        if semi < 0:
-            break
-        i = _skip_cfws(raw, semi + 1)
-        tm = _TOKEN_RE.match(raw, i)
-        if tm is None:
-            continue
-        name = tm[0]
-        i = _skip_cfws(raw, tm.end())
-        if i >= n or raw[i] != 0x3D:
-            continue
-        i = _skip_cfws(raw, i + 1)
-        if i < n and raw[i] == 0x22:
-            quoted, i = _quoted(raw, i)
-            if quoted is None:  # an unclosed quote: the parameter is dropped (as Dovecot)
-                break
-            value = quoted
-        else:
-            vm = _TOKEN_RE.match(raw, i)
-            value = vm[0] if vm else b""
-            i = vm.end() if vm else i
-        params.append((name, value))
-    return head, _join_continuations(params)
-
-
-_STAR_RE = re.compile(rb"(.+?)(?:\*([0-9]{1,3}))?(\*?)")
-
-
-def _join_continuations(
-    params: list[tuple[bytes, bytes]],
-) -> tuple[tuple[bytes, bytes], ...]:
-    """RFC 2231 §3-4 parameters (``name*``, ``name*0``, ``name*1*``...), as Dovecot
-    writes them: plain parameters first in their order, then every ``*`` parameter
-    joined and sorted by name. Pieces are joined in index order; if any piece is
-    extended, the result is ``name*`` in extended form (``''`` put in front when the
-    first piece is not extended, ``%`` escaped in unextended pieces); values stay
-    otherwise as written (not percent-decoded)."""
-    if not any(b"*" in k for k, _ in params):
-        return tuple(params)
-    plain: list[tuple[bytes, bytes]] = []
-    groups: dict[bytes, tuple[bytes, list[tuple[int, bool, bytes]]]] = {}
-    for key, value in params:
-        m = _STAR_RE.fullmatch(key) if b"*" in key else None
-        if m is None:
-            plain.append((key, value))
-            continue
-        base = m[1]
-        index = int(m[2]) if m[2] is not None else -1
-        groups.setdefault(base.lower(), (base, []))[1].append((index, bool(m[3]), value))
-    out = list(plain)
-    for lowered in sorted(groups):
-        base, pieces = groups[lowered]
-        pieces.sort(key=lambda p: p[0])
-        if not any(ext for _, ext, _ in pieces):
-            out.append((base, b"".join(v for _, _, v in pieces)))
-            continue
-        joined = b"" if pieces[0][1] else b"''"
-        joined += b"".join(v if ext else v.replace(b"%", b"%25") for _, ext, v in pieces)
-        out.append((base + b"*", joined))
-    return tuple(out)
-
-
 _DEFAULT_TEXT = ContentType(b"text", b"plain", ((b"charset", b"us-ascii"),), False)
 _DEFAULT_MESSAGE = ContentType(b"message", b"rfc822", (), False)
 _TYPE_RE = re.compile(rb"([^\s/;()\"]+)\s*/\s*([^\s/;()\"]+)")
@@ -386,7 +264,7 @@ def _content_type(data: bytes, fields: tuple[HeaderField, ...], digest: bool) ->
 
 
 def _skip_cfws_bytes(raw: bytes) -> bytes:
-    return raw[_skip_cfws(raw, 0) :]
+    return raw[skip_cfws(raw, 0) :]
 
 
 class _Budget:

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from imapha.server import mime
 from imapha.server.message import ParsedMessage, decode_header, to_crlf
-from imapha.server.mime import Part, parse, parse_params
+from imapha.server.mime import Part, parse
+from imapha.server.mimeparams import parse_params
 from tests.server_msg.corpus import BARE_LF, CORPUS, MISSING_FINAL_BOUNDARY, MULTIPART_MIXED
 from tests.server_msg.strategies import Leaf, Msg, Node, any_message, serialize, trees
 
