@@ -486,3 +486,44 @@ def test_sighup_reloads_certificate_and_rejects_listener_change(start_proxy: Sta
     while proxy.status()["reloads"]["rejected"] < 1 and time.monotonic() < deadline + 10:
         time.sleep(0.05)
     assert "proxy.imap cannot change live" in proxy.status()["last_reload"]
+
+
+def test_backend_tls_verified_id_forwarded_and_bad_ca_falls_back(
+        start_proxy: StartProxy, tmp_path: Path, certs: Certs) -> None:
+    other_ca = Certs(tmp_path)  # a CA the backends' certificate does not come from
+    with Backends(2, USERS, ssl_files=(certs.cert_path, certs.key_path)) as be:
+        good = (f'tls_ca = "{certs.ca_path}"', f'tls_ca = "{certs.ca_path}"')
+        bad = (f'tls_ca = "{other_ca.ca_path}"', good[1])
+        for n, cas in enumerate((good, bad)):
+            directory = tmp_path / f"tls-{n}"
+            directory.mkdir()
+            cfg = proxy_config(directory, [], certs,
+                               extra='auth_penalty_max = "0s"\nprobe_user = "probe"\n'
+                                     'probe_password = "probe-pw"')
+            cfg.write_text(cfg.read_text() + "\n".join([
+                "[[backends]]", 'name = "d0"', f'address = "127.0.0.1:{be.servers[0].imap_port}"',
+                'tls = "starttls"', cas[0],
+                "[[backends]]", 'name = "d1"',
+                f'address = "127.0.0.1:{be.servers[1].imaps_port}"', 'tls = "implicit"', cas[1],
+            ]) + "\n")
+            proxy = ProxyProcess(cfg).start()
+            try:
+                status = proxy.status()["backends"]
+                d0_ok = cas[0] == good[0]
+                assert status["d0"]["up"] is d0_ok and status["d1"]["up"] is True
+                for index in (0, 1):
+                    user = user_on(index, 2 if d0_ok else 3)
+                    c = imaplib.IMAP4_SSL("127.0.0.1", proxy.imaps_port,
+                                          ssl_context=certs.client_context())
+                    c.login(user, USERS[user])
+                    c.logout()
+                    lands = index if d0_ok else 1
+                    lines = [line for line in be.servers[lands].log_text().splitlines()
+                             if f"Login: user=<{user}>" in line]
+                    assert lines and ", TLS" in lines[-1], lines
+                    ours = [line for line in proxy.log().splitlines()
+                            if f"'{user}' from 127.0.0.1 logged in" in line]
+                    session = ours[-1].split("session ", 1)[1].split(":", 1)[0]
+                    assert f"session=<{session}>" in lines[-1]  # x-session-id honoured
+            finally:
+                proxy.stop()
