@@ -13,7 +13,7 @@ import pytest
 
 from dhcp.memory_store import MemoryStore
 from dhcp.sqlite_store import SQLiteStore
-from dhcp.store import LeaseConflict, LeaseState, LeaseStore, client_key
+from dhcp.store import Lease, LeaseConflict, LeaseState, LeaseStore, client_key
 
 A = IPv4Address("192.0.2.10")
 B = IPv4Address("192.0.2.11")
@@ -226,3 +226,46 @@ def test_sqlite_batch_is_durable_at_its_end_and_not_before(tmp_path: Path) -> No
     assert lease is not None and lease.state is LeaseState.BOUND  # the whole batch undone
     store.close()
     reader.close()
+
+
+# -- merge: records from the failover peer -------------------------------------------
+
+
+def _bound(address: IPv4Address, client: str, starts: float, expires: float) -> Lease:
+    return Lease(address, client, HW, LeaseState.BOUND, starts, expires)
+
+
+def test_merge_takes_a_new_record_and_ignores_a_repeat(store: LeaseStore) -> None:
+    lease = _bound(A, ALICE, T0, T0 + 600)
+    assert store.merge(lease, T0) is True
+    assert store.get(A) == lease
+    assert store.merge(lease, T0) is False
+
+
+def test_merge_keeps_the_newer_record_of_one_client_whatever_the_order(
+    store: LeaseStore,
+) -> None:
+    bound = _bound(A, ALICE, T0, T0 + 600)
+    renewed = _bound(A, ALICE, T0 + 100, T0 + 700)
+    released = Lease(A, ALICE, HW, LeaseState.RELEASED, T0 + 100, T0 + 200)
+    store.merge(renewed, T0 + 100)
+    assert store.merge(bound, T0 + 100) is False  # older: a late update
+    assert store.get(A) == renewed
+    assert store.merge(released, T0 + 200) is True
+    assert store.merge(renewed, T0 + 200) is False  # the release happened after it
+    lease = store.get(A)
+    assert lease is not None and lease.state is LeaseState.RELEASED
+
+
+def test_merge_refuses_a_second_holder_and_writes_nothing(store: LeaseStore) -> None:
+    store.commit(A, ALICE, HW, starts=T0, expires=T0 + 600, hostname=None)
+    with pytest.raises(LeaseConflict):
+        store.merge(_bound(A, BOB, T0 + 10, T0 + 600), T0 + 10)
+    lease = store.get(A)
+    assert lease is not None and lease.client == ALICE
+    # once Alice's lease is over, Bob's record is taken
+    assert store.merge(_bound(A, BOB, T0 + 700, T0 + 1300), T0 + 700) is True
+    # and Alice's old record, arriving late, does not take the address back
+    assert store.merge(_bound(A, ALICE, T0, T0 + 600), T0 + 700) is False
+    lease = store.get(A)
+    assert lease is not None and lease.client == BOB
