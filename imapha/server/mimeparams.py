@@ -18,6 +18,7 @@ import re
 __all__ = ["TOKEN_RE", "parse_params", "skip_cfws"]
 
 TOKEN_RE = re.compile(rb"[^\s;=\"()]+")
+_HEAD_RE = re.compile(rb"[^;\s(]*")
 
 
 def skip_cfws(raw: bytes, i: int) -> int:
@@ -70,7 +71,7 @@ def parse_params(raw: bytes) -> tuple[bytes, tuple[tuple[bytes, bytes], ...]]:
     """``value; a=b; c="d"`` -> (``value``, ((a, b), (c, d))). Tolerant of junk; a
     parameter whose quoted value is never closed is dropped."""
     i = skip_cfws(raw, 0)
-    m = re.compile(rb"[^;\s(]*").match(raw, i)
+    m = _HEAD_RE.match(raw, i)
     head = m[0] if m else b""
     i = m.end() if m else i
     params: list[tuple[bytes, bytes]] = []
