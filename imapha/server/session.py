@@ -37,7 +37,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from imapha.imap import (
     AUTHENTICATED,
@@ -70,7 +70,7 @@ from imapha.imap.commands import ClientCommand
 from imapha.imap.errors import LocalProtocolError
 from imapha.imap.responses import Response, encode_response
 from imapha.imap.tokens import Atom, Tag
-from imapha.maildir.fsops import FileSystem
+from imapha.maildir.fsops import FileSystem, LockTimeout
 from imapha.server.errors import CommandError
 from imapha.server.passwd import UserDb
 from imapha.server.state import ALLOWED, NO_EXPUNGE, TRANSITIONS, Event, State, capabilities
@@ -78,6 +78,8 @@ from imapha.server.state import ALLOWED, NO_EXPUNGE, TRANSITIONS, Event, State, 
 if TYPE_CHECKING:
     from imapha.maildir.folders import Folders
     from imapha.server.selected import Selected
+
+_E = TypeVar("_E", AuthenticateResponse | AuthenticateCancel, ContinuationLine)
 
 __all__ = ["PENDING", "Close", "Ok", "ServerContext", "Session", "StartTLSAction", "Watch"]
 
@@ -248,11 +250,14 @@ class Session:
 
     def shutdown(self, text: str = "Server shutting down") -> list[Action]:
         """BYE and close (drain, stop); call between commands."""
+        self._bye(text, "UNAVAILABLE")
+        return self._take()
+
+    def _bye(self, text: str, code: str) -> None:
         if not self.closed:
-            self.send(UntaggedStatus(Status.BYE, text, ResponseCode("UNAVAILABLE")))
+            self.write_raw(encode_response(UntaggedStatus(Status.BYE, text, ResponseCode(code))))
             self._bye_sent = True
             self._action(Close())
-        return self._take()
 
     def _run(self) -> None:
         while not self.closed:
@@ -272,11 +277,19 @@ class Session:
                     self._action(Close())
                     return
             elif isinstance(event, AuthenticateResponse | AuthenticateCancel):
-                self._auth_continued(event)
+                self._guarded(self._auth_continued, event)
             elif isinstance(event, ContinuationLine):
-                self._idle_line(event)
+                self._guarded(self._idle_line, event)
             elif not isinstance(event, Sentinel):
                 self._command(event)
+
+    def _guarded(self, step: Callable[[_E], None], event: _E) -> None:
+        """A continuation step; a bug in it ends the session with BYE, not a crash."""
+        try:
+            step(event)
+        except Exception:
+            log.exception("session %s: continuation failed", self.session_id)
+            self._bye("Internal error", "SERVERBUG")
 
     # -- dispatch ---------------------------------------------------------------------
     @staticmethod
@@ -308,6 +321,11 @@ class Session:
         except CommandError as err:
             status = err.status.value
             self._tagged_error(cmd.tag, err)
+        except LockTimeout:
+            status = "NO"
+            log.warning("session %s: %s: folder lock timeout", self.session_id, name)
+            self._tagged_error(cmd.tag, CommandError(Status.NO, "Mailbox is busy, try again",
+                                                     ResponseCode("INUSE")))
         except LocalProtocolError:
             status = "NO"
             log.exception("session %s: %s built an invalid response", self.session_id, name)
