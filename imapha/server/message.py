@@ -34,6 +34,7 @@ from .mimeparams import parse_params
 
 __all__ = [
     "ParsedMessage",
+    "crlf_size",
     "decode_header",
     "decode_transfer",
     "part_text",
@@ -48,6 +49,15 @@ def to_crlf(data: bytes) -> bytes:
     if b"\n" not in data or data.count(b"\n") == data.count(b"\r\n"):
         return data
     return _BARE_LF.sub(b"\r\n", data)
+
+
+def crlf_size(data: bytes) -> int:
+    """The size FETCH serves for ``data`` (RFC822.SIZE): bare LFs count as CRLF.
+
+    For the store to record at delivery/APPEND (like Dovecot's ``,W=``), so that
+    RFC822.SIZE equals the length of BODY[] for files with bare LF line ends.
+    """
+    return len(data) + data.count(b"\n") - data.count(b"\r\n")
 
 
 class ParsedMessage:

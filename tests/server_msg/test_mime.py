@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from imapha.server import mime
-from imapha.server.message import ParsedMessage, decode_header, to_crlf
+from imapha.server.message import ParsedMessage, crlf_size, decode_header, to_crlf
 from imapha.server.mime import Part, parse
 from imapha.server.mimeparams import parse_params
 from tests.server_msg.corpus import BARE_LF, CORPUS, MISSING_FINAL_BOUNDARY, MULTIPART_MIXED
@@ -116,6 +116,8 @@ def test_bare_lf_parses_as_is_and_is_served_as_crlf() -> None:
     assert served.data == BARE_LF.replace(b"\n", b"\r\n")
     assert served.section((2,), "") == b"two"
     assert to_crlf(CORPUS["simple"]) is CORPUS["simple"]
+    for raw in CORPUS.values():
+        assert crlf_size(raw) == len(to_crlf(raw))
 
 
 def test_header_without_blank_line_is_all_header() -> None:
