@@ -1,0 +1,79 @@
+"""The sans-I/O session driven with bytes: behaviours only imapha promises.
+
+No sockets, no threads: two sessions on one Maildir in this process, as two
+clients of one backend would be.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from imapha.server.passwd import UserDb
+from imapha.server.session import Close, ServerContext, Session, Watch
+
+
+def _text(actions: Sequence[object]) -> bytes:
+    return b"".join(a for a in actions if isinstance(a, bytes))
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> ServerContext:
+    (tmp_path / "passwd").write_text("u:{PLAIN}p::::::\n")
+    (tmp_path / "mail").mkdir()
+    return ServerContext(UserDb(tmp_path / "passwd"), tmp_path / "mail")
+
+
+def _session(ctx: ServerContext) -> Session:
+    s = Session(ctx, "198.51.100.7")
+    s.greeting()
+    assert b"a OK" in _text(s.receive(b"a LOGIN u p\r\n"))
+    return s
+
+
+def test_expunge_by_another_session_waits_until_allowed(ctx: ServerContext) -> None:
+    a, b = _session(ctx), _session(ctx)
+    for i in range(3):
+        a.receive(b"x APPEND INBOX {7+}\r\nmsg %d\r\n\r\n" % i)
+    a.receive(b"s SELECT INBOX\r\n")
+    b.receive(b"s SELECT INBOX\r\nt STORE 2 +FLAGS.SILENT (\\Deleted)\r\ne EXPUNGE\r\n")
+    out = _text(a.receive(b"f FETCH 2 BODY[]\r\n"))
+    assert not re.search(rb"\* \d+ EXPUNGE", out)
+    assert re.search(rb"f NO \[EXPUNGEISSUED\]", out)
+    out = _text(a.receive(b"g SEARCH ALL\r\n"))
+    assert b"* SEARCH 1 3\r\n" in out and not re.search(rb"\* \d+ EXPUNGE", out)
+    out = _text(a.receive(b"n NOOP\r\n"))
+    assert out.startswith(b"* 2 EXPUNGE\r\n")
+    out = _text(a.receive(b"u FETCH 1:* UID\r\n"))
+    assert b"* 1 FETCH (UID 1)" in out and b"* 2 FETCH (UID 3)" in out
+
+
+def test_idle_wake_announces_and_done_ends(ctx: ServerContext) -> None:
+    a, b = _session(ctx), _session(ctx)
+    actions = a.receive(b"s SELECT INBOX\r\ni IDLE\r\n")
+    assert any(isinstance(x, Watch) and x.path is not None for x in actions)
+    assert _text(actions).endswith(b"+ idling\r\n")
+    b.receive(b"x APPEND INBOX {5+}\r\nhello\r\n")
+    assert _text(a.wake()) == b"* 1 EXISTS\r\n"
+    assert _text(a.wake()) == b""
+    assert _text(a.receive(b"DONE\r\n")) == b"i OK Idle completed\r\n"
+
+
+def test_uidvalidity_change_ends_the_session(ctx: ServerContext) -> None:
+    a = _session(ctx)
+    a.receive(b"x APPEND INBOX {5+}\r\nhello\r\ns SELECT INBOX\r\n")
+    (ctx.maildir_of("u") / "dovecot-uidlist").unlink()
+    actions = a.receive(b"n NOOP\r\n")
+    assert b"* BYE [UNAVAILABLE]" in _text(actions)
+    assert isinstance(actions[-1], Close)
+
+
+def test_bye_at_a_safe_point(ctx: ServerContext) -> None:
+    a = _session(ctx)
+    actions = a.shutdown("Server draining")
+    assert _text(actions) == b"* BYE [UNAVAILABLE] Server draining\r\n"
+    assert isinstance(actions[-1], Close) and a.closed
+    assert a.receive(b"n NOOP\r\n") == []
