@@ -17,10 +17,15 @@ After :class:`LoggedIn` the protocol belongs to a relay
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
+    wrapClientTLS,
+)
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.internet.protocol import Factory, connectionDone
 from twisted.internet.protocol import Protocol as TwistedProtocol
@@ -163,7 +168,14 @@ def connect(reactor: Any, ref: BackendRef, login: BackendLogin,
             timeout: float) -> Deferred[tuple[BackendProtocol, Outcome]]:
     """Connect to ``ref`` and run ``login``; see the module docstring."""
     host, port = ref.address.host, ref.address.port
-    endpoint: Any = HostnameEndpoint(reactor, host, port, timeout=timeout)
+    endpoint: Any
+    ip = ref.address.ip
+    if ip is None:  # a DNS name: resolved (in Twisted's resolver thread) per connection
+        endpoint = HostnameEndpoint(reactor, host, port, timeout=timeout)
+    elif ip.version == 4:  # an address: no resolver, no thread hop
+        endpoint = TCP4ClientEndpoint(reactor, host, port, timeout=timeout)
+    else:
+        endpoint = cast(Any, TCP6ClientEndpoint)(reactor, host, port, timeout=timeout)
     if ref.tls == "implicit":
         assert tls is not None
         endpoint = wrapClientTLS(tls, endpoint)
