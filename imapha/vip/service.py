@@ -579,10 +579,17 @@ class VipdService(ServiceBase):
 
         return on_state
 
+    def _settling(self) -> bool:
+        """True until every tracked service has answered and every script has run once."""
+        return any(r is None for r in self.service_ready.values()) or any(
+            s.failing is None for s in self.scripts.values())
+
     def _report(self, vip: Vip, force: str | None = None) -> None:
         state = force or reported_state(vip.router)
         if state == vip.reported:
             return
+        if state == "fault" and vip.reported == "stop" and self._settling():
+            return  # starting up, not a fault: wait for the first answers
         old, vip.reported = vip.reported, state
         now = time.monotonic()
         if old == "master" and vip.master_since is not None:

@@ -2,21 +2,26 @@
 
 No root, no namespaces: two nodes on their own random 127.x.y.z addresses,
 each with vipd and a listener service (tests/vip/listener_service.py) that
-binds the VIP's port when vipd says so. A client on loopback sees the VIP
-answered by its home, then by the other node once the home node is killed.
+binds the VIP's port when vipd says so. A client on loopback sees which node
+answers the VIP. Also here, because they need no privileges: hooks, track
+files and scripts, metrics, and a clean stop.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import random
 import signal
 import socket
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,39 +36,46 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def who(address: str, port: int) -> str | None:
+def running(sock: Path) -> bool:
     try:
-        with socket.create_connection((address, port), timeout=0.5) as sock:
-            return sock.recv(64).decode().strip() or None
-    except OSError:
-        return None
+        return request(sock, "GET", "/status", timeout=2).body.get("state") == "running"
+    except ControlClientError:
+        return False
 
 
-@pytest.fixture
-def loopback() -> Iterator[tuple[Path, list[str], str, int, list[subprocess.Popen[bytes]]]]:
-    net = f"127.{random.randrange(1, 250)}.{random.randrange(1, 250)}"
-    a, b, vip = f"{net}.11", f"{net}.12", f"{net}.101"
-    port = free_port()
-    procs: list[subprocess.Popen[bytes]] = []
-    with short_tmp() as root:
-        config = root / "imapha.toml"
-        config.write_text(f"""\
+@dataclass
+class Loopback:
+    root: Path
+    net: str
+    port: int
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def vip(self) -> str:
+        return f"{self.net}.101"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "imapha.toml"
+
+    def write(self, extra_vrrp: str = "") -> None:
+        self.config.write_text(f"""\
 [cluster]
 name = "udp"
-run_dir = "{root}/run/{{node}}"
-state_dir = "{root}/state/{{node}}"
+run_dir = "{self.root}/run/{{node}}"
+state_dir = "{self.root}/state/{{node}}"
 
 [nodes.a]
-address = "{a}"
+address = "{self.net}.11"
 interface = "lo"
 
 [nodes.b]
-address = "{b}"
+address = "{self.net}.12"
 interface = "lo"
 
 [[vips]]
 name = "v1"
-address = "{vip}/32"
+address = "{self.vip}/32"
 vrid = 51
 home = "a"
 
@@ -72,6 +84,8 @@ advert_interval = "100ms"
 transport = "udp"
 address_driver = "listener"
 garp_count = 0
+metrics = "127.0.0.1:0"
+{extra_vrrp}
 
 [proxy]
 
@@ -79,53 +93,144 @@ garp_count = 0
 name = "be1"
 address = "127.0.0.1:143"
 """)
+
+    def sock(self, node: str, role: str) -> Path:
+        return self.root / "run" / node / f"{role}.sock"
+
+    def spawn(self, key: str, argv: list[str]) -> None:
+        with (self.root / f"{key}.log").open("ab") as log:
+            self.procs[key] = subprocess.Popen([sys.executable, *argv], cwd=REPO, stdout=log,
+                                               stderr=subprocess.STDOUT)
+
+    def start(self, node: str) -> None:
+        self.spawn(f"service-{node}", ["-m", "tests.vip.listener_service", "--config",
+                                       str(self.config), "--node", node, "--port",
+                                       str(self.port)])
+        wait_for(functools.partial(running, self.sock(node, "proxy")), 15, f"service {node}")
+        self.spawn(f"vipd-{node}", ["-m", "imapha", "vipd", "--config", str(self.config),
+                                    "--node", node])
+        wait_for(functools.partial(running, self.sock(node, "vipd")), 15, f"vipd {node}")
+
+    def kill(self, node: str) -> None:
+        for key in (f"service-{node}", f"vipd-{node}"):
+            proc = self.procs[key]
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+    def who(self) -> str | None:
         try:
-            yield config, [a, b], vip, port, procs
+            with socket.create_connection((self.vip, self.port), timeout=0.5) as sock:
+                return sock.recv(64).decode().strip() or None
+        except OSError:
+            return None
+
+    def status(self, node: str) -> dict[str, Any]:
+        return request(self.sock(node, "vipd"), "GET", "/status").body
+
+    def vip_status(self, node: str) -> dict[str, Any]:
+        vip: dict[str, Any] = self.status(node)["vips"][0]
+        return vip
+
+    def told(self, node: str) -> list[dict[str, Any]]:
+        told: list[dict[str, Any]] = request(self.sock(node, "proxy"), "GET",
+                                             "/status").body["told"]
+        return told
+
+    def log(self, key: str) -> str:
+        return (self.root / f"{key}.log").read_text(errors="replace")
+
+
+@pytest.fixture
+def loopback() -> Iterator[Loopback]:
+    net = f"127.{random.randrange(1, 250)}.{random.randrange(1, 250)}"
+    with short_tmp() as root:
+        lb = Loopback(root, net, free_port())
+        lb.write()
+        try:
+            yield lb
         finally:
-            for proc in procs:
+            for proc in lb.procs.values():
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait(10)
 
 
-def spawn(procs: list[subprocess.Popen[bytes]], root: Path, argv: list[str]) -> None:
-    log = (root / f"p{len(procs)}.log").open("wb")
-    procs.append(subprocess.Popen([sys.executable, *argv], cwd=REPO, stdout=log,
-                                  stderr=subprocess.STDOUT))
+def test_two_vipd_processes_fail_over_without_privileges(loopback: Loopback) -> None:
+    lb = loopback
+    lb.start("a")
+    lb.start("b")
+    wait_for(lambda: lb.who() == "a", 10, "the VIP answered by a")
+    wait_for(lambda: lb.vip_status("b")["state"] == "backup", 5, "b a ready backup")
+    lb.kill("a")  # node a dies: its service and its vipd
+    wait_for(lambda: lb.who() == "b", 5, "the VIP answered by b")
+    wait_for(lambda: lb.told("b")[-1]["state"] == "master", 3, "b's service told: master")
+    assert lb.told("b")[-1]["vip"] == "v1" and lb.told("b")[-1]["node"] == "b"
 
 
-def running(sock: Path) -> bool:
-    try:
-        return request(sock, "GET", "/status", timeout=2).body.get("state") == "running"
-    except ControlClientError:
-        return False
+def test_hooks_tracking_metrics_and_stop(loopback: Loopback) -> None:
+    lb = loopback
+    hooks_log = lb.root / "hooks.log"
+    maintenance = lb.root / "maintenance"
+    script_flag = lb.root / "degraded"
+    record = json.dumps(f"sh -c 'echo \"$IMAPHA_VIP $IMAPHA_STATE $IMAPHA_VRID "
+                        f"$IMAPHA_ADDRESS\" >> {hooks_log}'")
+    check = f"test ! -e {script_flag}"
+    lb.write(f"""\
+hook_timeout = "2s"
+track_files = [{{ name = "maint", path = "{maintenance}", weight = 0 }}]
+track_scripts = [
+  {{ name = "deg", command = "{check}", interval = "100ms", timeout = "1s", weight = -60 }},
+]
+[vrrp.hooks]
+master = {record}
+backup = {record}
+fault = {record}
+stop = {record}
+""")
+    # Only node a here: alone, it must take the VIP once ready.
+    lb.start("a")
+    wait_for(lambda: lb.who() == "a", 10, "the VIP answered by a")
+    wait_for(lambda: hooks_log.exists() and "master" in hooks_log.read_text(), 3, "master hook")
+    assert hooks_log.read_text().splitlines()[-1] == f"v1 master 51 {lb.vip}"
+    assert lb.vip_status("a")["priority"] == 150
 
+    # A failing weighted script lowers the advertised priority, no fault.
+    script_flag.touch()
+    wait_for(lambda: lb.vip_status("a")["priority"] == 90, 3, "priority 150 - 60")
+    assert lb.vip_status("a")["state"] == "master"
+    script_flag.unlink()
+    wait_for(lambda: lb.vip_status("a")["priority"] == 150, 3, "priority back to 150")
 
-def test_two_vipd_processes_fail_over_without_privileges(
-    loopback: tuple[Path, list[str], str, int, list[subprocess.Popen[bytes]]],
-) -> None:
-    config, _addrs, vip, port, procs = loopback
-    root = config.parent
-    for node in ("a", "b"):
-        run = root / "run" / node
-        spawn(procs, root, ["-m", "tests.vip.listener_service", "--config", str(config),
-                            "--node", node, "--port", str(port)])
-        wait_for(functools.partial(running, run / "proxy.sock"), 15, f"service {node}")
-        spawn(procs, root, ["-m", "imapha", "vipd", "--config", str(config), "--node", node])
-        wait_for(functools.partial(running, run / "vipd.sock"), 15, f"vipd {node}")
-    wait_for(lambda: who(vip, port) == "a", 10, "the VIP answered by a")
-    wait_for(lambda: request(root / "run" / "b" / "vipd.sock", "GET", "/status")
-             .body["vips"][0]["state"] == "backup", 5, "b a ready backup")
-    # Node a dies (its service and its vipd): b's listener takes the VIP.
-    for proc in procs[:2]:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-    wait_for(lambda: who(vip, port) == "b", 5, "the VIP answered by b")
+    # A weight-0 track file puts the VIP in fault: the listener goes, the fault hook runs.
+    maintenance.write_text("1\n")
+    wait_for(lambda: lb.vip_status("a")["state"] == "fault", 3, "fault")
+    wait_for(lambda: lb.who() is None, 3, "the VIP unbound")
+    wait_for(lambda: hooks_log.read_text().splitlines()[-1] == f"v1 fault 51 {lb.vip}", 3,
+             "fault hook")
+    maintenance.write_text("0\n")  # keepalived's rule: 0 is healthy
+    wait_for(lambda: lb.who() == "a", 3, "the VIP back")
 
-    def told() -> dict[str, object]:
-        last: dict[str, object] = request(root / "run" / "b" / "proxy.sock", "GET",
-                                          "/status").body["told"][-1]
-        return last
+    # Metrics: state per VIP, transitions, hooks, tracked readiness.
+    metrics_at = lb.status("a")["metrics"]
+    with urllib.request.urlopen(f"http://{metrics_at}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    for line in ('imapha_vipd_vip_state{state="master",vip="v1"} 1.0',
+                 'imapha_vipd_tracked_ready_state{service="proxy"} 1.0',
+                 'imapha_vipd_hook_runs_total{hook="fault",outcome="ok"} 1.0',
+                 'imapha_vipd_transitions_total{cause="not_ready",to="backup",vip="v1"} 1.0',
+                 'imapha_vipd_effective_priority{vip="v1"} 150.0'):
+        assert line in text, line
+    assert 'imapha_vipd_adverts_sent_total{cause="periodic",vip="v1"}' in text
 
-    wait_for(lambda: told()["state"] == "master", 3, "b's service told it is master")
-    assert told()["vip"] == "v1" and told()["node"] == "b"
+    # SIGTERM: the stop hook runs before vipd exits, the service is told "stop".
+    proc = lb.procs["vipd-a"]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(15) == 0
+    assert hooks_log.read_text().splitlines()[-1] == f"v1 stop 51 {lb.vip}"
+    wait_for(lambda: lb.who() is None, 3, "the VIP unbound at stop")
+    assert lb.told("a")[-1]["state"] == "stop"
+    states = [line.split()[1] for line in hooks_log.read_text().splitlines()]
+    # backup until Master_Down fires (alone), master, fault; then backup for as long as
+    # Master_Down still runs when the fault clears (timing), master again, stop.
+    assert states[:3] == ["backup", "master", "fault"], states
+    assert states[-2:] == ["master", "stop"] and set(states[3:-2]) <= {"backup"}, states
