@@ -12,6 +12,10 @@ single-threaded even though it runs on several threads over its life:
   actions back to the reactor with ``callFromThread`` (FIFO, so responses go
   out in command order, and a ``StartTLSAction`` runs right after the tagged
   OK it follows, before any later octet is read);
+* output is flow-controlled: the protocol is the transport's streaming
+  producer, and a job that has handed over a full chunk (a big FETCH) waits
+  until the transport has drained below its buffer threshold, so a slow reader
+  costs a bounded amount of memory, not the whole response;
 * when the folder watch fires (inotify on this host, the stat poll for other
   hosts) during IDLE, a job runs ``Session.wake``; a drain or a kick queues a
   BYE that the next job sends between commands.
@@ -27,9 +31,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
+from zope.interface import implementer  # type: ignore[import-untyped]
 
 from imapha.maildir.watch import MaildirWatch
 from imapha.server.lmtp import LmtpSession
@@ -45,9 +51,12 @@ __all__ = ["ImapFactory", "ImapProtocol", "LmtpFactory", "LmtpProtocol"]
 #: RFC 3501 §5.4: the autologout timer is at least 30 minutes; RFC 2177 clients
 #: re-IDLE within 29. Before login a client has far less reason to wait.
 IDLE_TIMEOUT = 31 * 60.0
+#: Output chunks (of up to ``session.FLUSH_AT`` octets) a job may run ahead of the socket.
+OUTPUT_CHUNKS_IN_FLIGHT = 4
 PRELOGIN_TIMEOUT = 60.0
 
 
+@implementer(IPushProducer)
 class ImapProtocol(Protocol):
     def __init__(self, service: BackendService, kind: str) -> None:
         self.service = service
@@ -61,6 +70,11 @@ class ImapProtocol(Protocol):
         self._bye: str | None = None
         self._busy = False
         self._timer: Any = None
+        #: Set while the transport takes more output (see the module doc).
+        self._writable = threading.Event()
+        self._writable.set()
+        #: Chunks handed to the reactor and not yet written (bounded).
+        self._inflight = threading.Semaphore(OUTPUT_CHUNKS_IN_FLIGHT)
 
     # -- reactor side ----------------------------------------------------------------
     def connectionMade(self) -> None:
@@ -70,6 +84,7 @@ class ImapProtocol(Protocol):
         self.session = Session(svc.context, str(getattr(peer, "host", "")),
                                tls=self.kind == "imaps", sink=self._sink)
         svc.opened(self)
+        transport.registerProducer(self, True)
         self.set_timeout(PRELOGIN_TIMEOUT)
         self._carry_out(self.session.greeting())
 
@@ -78,8 +93,16 @@ class ImapProtocol(Protocol):
             self._timer.cancel()
         self._timer = None
         if seconds is not None:
-            self._timer = self.service.reactor.callLater(seconds, self.bye,
-                                                         "Autologout: idle for too long")
+            self._timer = self.service.reactor.callLater(seconds, self._timed_out)
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        if self._busy:
+            # A job stuck on a client that stopped reading: nothing to say politely.
+            transport: Any = self.transport
+            transport.abortConnection()
+        else:
+            self.bye("Autologout: idle for too long")
 
     def dataReceived(self, data: bytes) -> None:
         session = self.session
@@ -91,6 +114,7 @@ class ImapProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.lost = True
+        self._writable.set()
         self.set_timeout(None)
         self._set_watch(None)
         self.service.closed(self)
@@ -134,8 +158,29 @@ class ImapProtocol(Protocol):
         if transport is not None:
             transport.abortConnection()
 
+    # IPushProducer: the transport says when its buffer is full or drained.
+    def pauseProducing(self) -> None:
+        self._writable.clear()
+
+    def resumeProducing(self) -> None:
+        self._writable.set()
+
+    def stopProducing(self) -> None:
+        self._writable.set()
+
     def _sink(self, data: bytes) -> None:
-        self.service.reactor.callFromThread(self._write, data)
+        """Worker thread: hand a chunk over, then wait while the client is slow."""
+        while not self._inflight.acquire(timeout=1.0):
+            if self.lost:
+                return
+        self.service.reactor.callFromThread(self._write_chunk, data)
+        while not self._writable.wait(1.0):
+            if self.lost:
+                return
+
+    def _write_chunk(self, data: bytes) -> None:
+        self._inflight.release()
+        self._write(data)
 
     def _write(self, data: bytes) -> None:
         if not self.lost:

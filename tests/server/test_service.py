@@ -152,3 +152,33 @@ def test_drain_says_bye_and_stops_listening_then_undrain() -> None:
             assert be.stop() == 0
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def test_slow_reader_of_a_big_fetch_costs_bounded_memory(
+        backend: tuple[ImaphaBackend, Certs, int]) -> None:
+    be, _, _ = backend
+    assert be.proc is not None
+    big = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 1000  # ~1 MB
+    with Raw(be.host, be.imap_port, timeout=60) as c:
+        c.ok("LOGIN user7 pw-7")
+        for _ in range(40):
+            tag = c.tag()
+            c.send(f"{tag} APPEND INBOX {{{len(big)}+}}\r\n".encode() + big + b"\r\n")
+            c.collect(tag)
+        c.ok("SELECT INBOX")
+        c.ok("FETCH 1 BODY.PEEK[]")  # warm up: parse paths, buffers
+        before = _rss_kib(be.proc.pid)
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        c.send(b"big FETCH 1:* BODY.PEEK[]\r\n")
+        time.sleep(2.0)  # not reading: the server must stop producing
+        grown = _rss_kib(be.proc.pid) - before
+        _, tagged = c.collect("big")
+        assert b"big OK" in tagged
+    assert grown < 20_000, f"RSS grew {grown} KiB while the reader stalled (40 MB response)"
