@@ -336,6 +336,32 @@ Subject: inner header only
 """
 )
 
+UNKNOWN_CTE = _crlf(
+    """From: u@example.org
+Subject: unknown transfer encoding
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary=u
+
+--u
+Content-Type: application/octet-stream
+Content-Transfer-Encoding: x-uuencode
+
+begin 644 x
+--u
+Content-Type: text/plain
+Content-Transfer-Encoding: quoted-printable
+
+caf=C3=A9 soft=
+break
+--u
+Content-Type: application/octet-stream
+Content-Transfer-Encoding: base64
+
+AGEAYgBj
+--u--
+"""
+)
+
 NO_HEADER = b"\r\nA body with no header at all.\r\n"
 EMPTY = b""
 MIXED_ENDINGS = b"From: m@example.org\r\nSubject: mixed\n\r\nline one\nline two\r\n"
@@ -359,6 +385,7 @@ CORPUS: dict[str, bytes] = {
     "continuations": CONTINUATIONS,
     "prefix_boundaries": PREFIX_BOUNDARIES,
     "header_only_parts": HEADER_ONLY_PARTS,
+    "unknown_cte": UNKNOWN_CTE,
     "no_header": NO_HEADER,
     "empty": EMPTY,
     "mixed_endings": MIXED_ENDINGS,

@@ -16,6 +16,13 @@ Normalisations (each allowed by the RFC, and only these):
 3. RFC822.SIZE of a file with bare LF line ends: Dovecot counts the CRLF form it
    serves; our renderer reports the size the session hands it (the store's), so
    that item is not compared for messages with a bare LF (BODY[] itself is).
+
+Known difference (not compared):
+
+4. Dovecot refuses BINARY.SIZE of every part of a message in which one part has
+   an unknown transfer encoding (``NO [UNKNOWN-CTE]`` for a base64 part too),
+   while BINARY of that same part works; we answer BINARY.SIZE for each part we
+   can decode (RFC 3516 §4.2 is per part). Both refuse the unknown one.
 """
 
 from __future__ import annotations
@@ -139,6 +146,8 @@ def test_fetch_items_equal_dovecot(
     for item in ITEMS:
         if item == "RFC822.SIZE" and to_crlf(CORPUS[name]) != CORPUS[name]:
             continue  # normalisation 3
+        if item.startswith("BINARY.SIZE") and name == "unknown_cte" and item != "BINARY.SIZE[1]":
+            continue  # difference 4
         theirs = dovecot_answers[(name, item)]
         mine = ours(name, seq, item)
         if theirs is None or mine is None:
