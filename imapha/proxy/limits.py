@@ -20,6 +20,7 @@ rule is testable without a clock.
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 PENALTY_INITIAL = 2.0
 
 
+@functools.lru_cache(maxsize=8192)
 def client_key(address: str) -> str:
     """The unit a per-address limit counts: the IPv4 address, or the IPv6 /64."""
     try:

@@ -41,6 +41,7 @@ Privacy (RFC 9051 §6.2.3, RFC 5530): on a cleartext connection from outside
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -195,7 +196,7 @@ class PreLogin:
         return tuple(caps)
 
     def greeting(self) -> bytes:
-        code = ResponseCode.capability(self.capabilities())
+        code = _capability_code(self.capabilities())
         return self.conn.send(Greeting(Status.OK, "imapha ready.", code))
 
     # -- input -------------------------------------------------------------------------
@@ -396,7 +397,7 @@ class PreLogin:
         """The backend accepted: our tagged OK with the relayable capabilities."""
         tag = self._end_login()
         self.state = State.DONE
-        code = ResponseCode.capability(relayable_capabilities(capabilities))
+        code = _capability_code(relayable_capabilities(tuple(capabilities)))
         return self._tagged(tag, Status.OK, "Logged in", code)
 
     def login_failed(self) -> Output:
@@ -430,6 +431,12 @@ class PreLogin:
         data = bytes(framer._buf)
         framer._buf.clear()
         return data
+
+
+@functools.lru_cache(maxsize=256)
+def _capability_code(caps: tuple[str, ...]) -> ResponseCode:
+    """``[CAPABILITY ...]``, built (and validated) once per distinct list."""
+    return ResponseCode.capability(caps)
 
 
 def _with_code(event: ProtocolViolation) -> bytes:
