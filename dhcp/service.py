@@ -52,7 +52,7 @@ from dhcp.config import DhcpConfigError, dhcp_nodes, peer_of, server_config, sto
 from dhcp.failover import Failover, IllegalTransition, Mode, State
 from dhcp.logic import Server
 from dhcp.options import DecodeError, MessageType
-from dhcp.packet import Packet, decode, encode
+from dhcp.packet import ZERO, Packet, decode, encode
 from dhcp.peer import PeerDown, PeerLink
 from dhcp.peerproto import PeerProtocolError, lease_from_wire, lease_to_wire
 from dhcp.registrations import Registrations, load
@@ -232,7 +232,10 @@ class DhcpService(ServiceBase):
         if self.mode is Mode.HOT_STANDBY and not failover.vip_master:
             return "standby"
         client_id = packet.options.client_id or packet.hwaddr
-        to_us = not datagram.broadcast or packet.options.server_id == self.config.server_id
+        # Addressed to this server: its identifier in the request, or a renewal unicast
+        # to it. A relayed request is unicast to both servers: the hash decides.
+        to_us = packet.options.server_id == self.config.server_id or (
+            not datagram.broadcast and packet.giaddr == ZERO)
         if not failover.answers(client_id, to_us):
             return "peer_bucket"
         return None

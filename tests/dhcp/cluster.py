@@ -57,7 +57,8 @@ env | sort > "$OUT.tmp" && mv "$OUT.tmp" "$OUT"
 
 
 def config_text(root: Path, *, mode: str = "split", mclt: str = "1h", lease: str = "10m",
-                registrations: Path | None = None, relayed: bool = False) -> str:
+                registrations: Path | None = None, relayed: bool = False,
+                pool: tuple[str, str] = POOL) -> str:
     regs = f'registrations = "{registrations}"\n' if registrations else ""
     relayed_subnet = (
         '\n[[dhcp.subnets]]\nsubnet = "198.51.100.0/24"\n'
@@ -99,7 +100,7 @@ mclt = "{mclt}"
 {regs}
 [[dhcp.subnets]]
 subnet = "{NET}"
-pools = ["{POOL[0]}-{POOL[1]}"]
+pools = ["{pool[0]}-{pool[1]}"]
 routers = ["192.0.2.1"]
 dns = ["192.0.2.53"]
 domain = "lab.example"
