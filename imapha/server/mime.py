@@ -26,8 +26,10 @@ byte for byte; nothing is decoded or re-folded here.
 * A ``message/rfc822`` (or ``message/global``) body is parsed again as a
   message, one level deeper, whatever its transfer encoding (as Dovecot does:
   a base64 body then reads as a header without fields).
-* Nesting deeper than :data:`MAX_DEPTH` and more than :data:`MAX_PARTS` parts
-  stop the descent: such parts become leaves. Header fields past
+* A multipart or message part at depth :data:`MAX_DEPTH`, or once
+  :data:`MAX_PARTS` parts are built, is not descended into: it becomes an
+  ``application/octet-stream`` leaf keeping its parameters (Dovecot's limits
+  and answer, so deep messages look the same from both). Header fields past
   :data:`MAX_FIELDS` are still inside the header slice but not indexed.
 
 :func:`parse` never raises on any input: every loop moves forward and every
@@ -53,10 +55,10 @@ __all__ = [
     "unfold",
 ]
 
-#: Multipart / message nesting levels we descend into; deeper parts are leaves.
-MAX_DEPTH = 32
+#: Depth (root = 0) at which multipart/message parts stop being descended into.
+MAX_DEPTH = 99
 #: Parts in one message we build; past it, multiparts become leaves.
-MAX_PARTS = 5000
+MAX_PARTS = 10000
 #: Header fields indexed per part (the header slice itself is always whole).
 MAX_FIELDS = 2000
 
@@ -352,6 +354,9 @@ def _parse_part(
 
     deeper = depth < MAX_DEPTH and budget.parts < MAX_PARTS
     maintype, subtype = ctype.lower
+    if not deeper and maintype in (b"multipart", b"message"):
+        ctype = ContentType(b"application", b"octet-stream", ctype.params, True)
+        maintype, subtype = ctype.lower
     if maintype == b"multipart" and deeper:
         boundary = ctype.param(b"boundary")
         if boundary:

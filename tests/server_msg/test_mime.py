@@ -146,6 +146,9 @@ def test_absurd_nesting_is_cut_at_the_depth_limit_quickly() -> None:
     root = parse(data)
     assert time.monotonic() - started < 5
     assert max(p.depth for p in root.walk()) == mime.MAX_DEPTH
+    deepest = max(root.walk(), key=lambda p: p.depth)
+    assert deepest.content_type.lower == (b"application", b"octet-stream")
+    assert deepest.content_type.param(b"boundary") == b"b%d" % mime.MAX_DEPTH
     nested = b"".join(b"Content-Type: message/rfc822\r\n\r\n" for _ in range(depth)) + b"x"
     root = parse(nested)
     assert max(p.depth for p in root.walk()) == mime.MAX_DEPTH
