@@ -127,8 +127,9 @@ def test_implicit_tls_with_imapclient_and_preauth_id(start_proxy: StartProxy,
     client = imapclient.IMAPClient("127.0.0.1", port=proxy.imaps_port, ssl=True,
                                    ssl_context=certs.client_context(), timeout=10)
     server_id = client.id_({"name": "pytest", "version": "1"})
-    flat = list(server_id.items()) if isinstance(server_id, dict) else list(server_id)
-    assert b"imapha" in [v for pair in flat for v in pair] or b"imapha" in flat
+    (flat,) = server_id  # imapclient: a 1-tuple holding the flat field/value list
+    pairs = dict(zip(flat[::2], flat[1::2], strict=True))
+    assert pairs[b"name"] == b"imapha", server_id
     client.login("u1", "pw-1")
     assert b"INBOX" in [f[2].encode() if isinstance(f[2], str) else f[2]
                         for f in client.list_folders()]
@@ -342,6 +343,7 @@ def test_kick_and_drain_backend(start_proxy: StartProxy, certs: Certs) -> None:
 def test_connection_command_line_and_time_limits(start_proxy: StartProxy,
                                                  certs: Certs) -> None:
     proxy = start_proxy('auth_penalty_max = "0s"\nmax_connections_per_ip = 3\n'
+                        'max_connections = 4\n'
                         'max_prelogin_commands = 3\nprelogin_timeout = "1s"\n'
                         'max_line_length = "1KiB"')
     held = [socket.create_connection(("127.0.0.1", proxy.imap_port)) for _ in range(3)]
@@ -349,6 +351,14 @@ def test_connection_command_line_and_time_limits(start_proxy: StartProxy,
         assert read_until(s, b"\r\n").startswith(b"* OK [CAPABILITY")
     extra = socket.create_connection(("127.0.0.1", proxy.imap_port))
     assert read_until(extra, b"\r\n").startswith(b"* BYE [LIMIT] Too many connections")
+    fourth = socket.create_connection(("127.0.0.1", proxy.imap_port),
+                                      source_address=("127.0.0.2", 0))
+    assert read_until(fourth, b"\r\n").startswith(b"* OK")
+    fifth = socket.create_connection(("127.0.0.1", proxy.imap_port),
+                                     source_address=("127.0.0.3", 0))
+    assert read_until(fifth, b"\r\n").startswith(b"* BYE [UNAVAILABLE] Too many connections")
+    fourth.close()
+    fifth.close()
     s0, s1, s2 = held
     s0.sendall(b"a NOOP\r\nb NOOP\r\nc NOOP\r\nd NOOP\r\n")
     assert b"* BYE [LIMIT] Too many commands before login" in read_until(s0, b"* BYE")
