@@ -387,8 +387,13 @@ def _binary_value(msg: ParsedMessage, item: FetchItem) -> tuple[bytes, bool]:
     return decoded, decoded is not body
 
 
+_FLAG_RE = re.compile(r"\\?[\x21\x23\x24\x26\x27\x2b-\x5a\x5e-\x7a\x7c-\x7e]+")
+
+
 def _flags(flags: tuple[str, ...]) -> PList:
-    return PList(tuple(Atom(f) for f in flags))
+    """The flag list; a keyword that is not a legal atom (a hand-edited keywords file)
+    is left out rather than sent broken (RFC 3501 §9 flag-keyword = atom)."""
+    return PList(tuple(Atom(f) for f in flags if _FLAG_RE.fullmatch(f)))
 
 
 def render_items(request: FetchRequest, src: FetchSource) -> list[Node]:

@@ -98,6 +98,11 @@ def test_flags_only_fetch_does_not_read_the_file() -> None:
     assert src.read.count == 1  # type: ignore[attr-defined]
 
 
+def test_keywords_that_are_not_atoms_are_left_out() -> None:
+    src = source(SIMPLE, flags=("\\Seen", "bad keyword", "ok$1", "x(y", "\\Recent", "ä", "50%", "a[b"))
+    assert render_fetch(request("FLAGS"), src) == b"(FLAGS (\\Seen ok$1 \\Recent))"
+
+
 def test_uid_fetch_puts_uid_first_and_implicit_seen_adds_flags() -> None:
     req = request("BODY[TEXT]").with_uid().with_flags()
     assert [i.name for i in req.items] == ["UID", "BODY[TEXT]", "FLAGS"]
