@@ -21,12 +21,16 @@ state                     answers   allocates new from    lease time
 ========================  ========  ====================  ===========
 startup                   no        --                    --
 recover                   no        --                    --
-syncing                   if known  own half              <= MCLT
+syncing                   see below own half              <= MCLT
 normal                    yes       own half (split) /    full
                                     whole pool (hot-sby)
 communications-interrupted yes      own half              <= MCLT
 partner-down              yes       whole pool            full
 ========================  ========  ====================  ===========
+
+A ``syncing`` node answers only once the peer's bulk resync has reached it
+(the peer, in ``partner-down`` while we were away, may have given addresses of
+our half), and a fresh node not before ``normal``.
 
 In ``normal`` every lease change is acknowledged by the peer before the client
 gets its ACK (:mod:`dhcp.peer`), so the peer knows every binding a client
@@ -198,6 +202,9 @@ class Failover:
         self.since = now
         self.vip_master = False
         self.peer_known_down_since: float | None = None
+        #: The peer's bulk resync has reached us on this connection: until then a
+        #: syncing node may not know leases the peer gave from our half.
+        self.sync_received = False
         self.history: list[tuple[float, State]] = [(now, self.state)]
         self._own = [own_half(pool, index) for pool in pools]
         if alone:  # no peer configured: a stand-alone server
@@ -222,6 +229,7 @@ class Failover:
 
     def link_up(self, now: float) -> None:
         self.peer_known_down_since = None
+        self.sync_received = False
         if self.can(Event.LINK_UP):
             self.fire(Event.LINK_UP, now)
 
@@ -276,7 +284,7 @@ class Failover:
     def serving(self) -> bool:
         """Does this node answer clients at all now (VIP and bucket aside)?"""
         if self.state is State.SYNCING:
-            return not self.fresh
+            return not self.fresh and self.sync_received
         return self.policy.answers
 
     def answers(self, client_id: bytes, addressed_to_us: bool) -> bool:

@@ -389,6 +389,8 @@ class DhcpService(ServiceBase):
                     self.peer_send({"t": "ack", "seq": body.get("seq"), "conflicts": conflicts})
             elif kind == "sync-done":
                 self._sync_received = True
+                if self.failover is not None:
+                    self.failover.sync_received = True
                 self.peer_send({"t": "synced"})
                 self._maybe_synced()
             elif kind == "synced":
