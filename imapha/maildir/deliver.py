@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from functools import partial
 from pathlib import Path
 
 from imapha.maildir.fsops import FileSystem, Perms
@@ -62,7 +63,9 @@ def deliver(
         base = names.next(size=len(data))
         tmp = maildir / "tmp" / base
         try:
-            fs.write_new(tmp, data, perms, mtime=mtime)
+            # After ESTALE the create is tried again; EEXIST then (our first try
+            # worked, its reply was lost) moves on to a fresh name.
+            fs.retry_estale(partial(fs.write_new, tmp, data, perms, mtime=mtime))
         except FileExistsError:
             continue
         try:

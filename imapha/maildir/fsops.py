@@ -299,13 +299,34 @@ class FileSystem:
     def write_atomic(self, path: Path, data: bytes, perms: Perms) -> None:
         """Replace ``path`` by a file holding ``data``: temp + fsync + rename."""
         tmp = path.with_name(f"{path.name}.{self.host}.{os.getpid()}.{random.getrandbits(32):x}")
-        self.write_new(tmp, data, perms)
+        self.retry_estale(partial(self.write_new, tmp, data, perms))
         try:
-            self.rename(tmp, path)
+            self.rename_own(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+
+    def rename_own(self, src: Path, dst: Path) -> None:
+        """Rename a file only we know (a unique temporary name): after ``ESTALE`` the
+        rename is tried again, and ``ENOENT`` then means the first one worked (its
+        reply was lost), since nobody else touches ``src``."""
+        try:
+            self.rename(src, dst)
+            return
+        except OSError as exc:
+            if exc.errno != errno.ESTALE:
+                raise
+        for _ in range(ESTALE_RETRIES):
+            try:
+                self.rename(src, dst)
+                return
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                if exc.errno != errno.ESTALE:
+                    raise
+        self.rename(src, dst)
 
     def remove_litter(self, directory: Path, prefixes: tuple[str, ...],
                       max_age: float = LITTER_MAX_AGE) -> int:
@@ -379,8 +400,13 @@ class DotLock:
         deadline = time.monotonic() + self.timeout
         delay = 0.002
         while True:
-            if self._try_once():
-                return
+            try:
+                if self._try_once():
+                    return
+            except OSError as exc:
+                # A stale handle of the directory: just another failed attempt.
+                if exc.errno != errno.ESTALE:
+                    raise
             if time.monotonic() >= deadline:
                 raise LockTimeout(f"{self.path} held by {self._holder()!r} for over "
                                   f"{self.timeout:g} s")
@@ -393,7 +419,9 @@ class DotLock:
             f"{self.path.name}.{self.fs.host}.{os.getpid()}.{random.getrandbits(32):x}")
         self.fs.write_new(tmp, content, self.perms, fsync=False)
         try:
-            self.fs.safe_link(tmp, self.path)
+            # ESTALE after a link that worked: the retry's EEXIST is recognised by
+            # safe_link as our own inode, so we never wait for our own lock.
+            self.fs.retry_estale(partial(self.fs.safe_link, tmp, self.path))
         except FileExistsError:
             self._break_if_stale()
             return False

@@ -377,7 +377,8 @@ class Mailbox:
             name = parse_name(filename)
             target = name.filename if name.letters is not None else build_name(base, "")
             try:
-                self.fs.rename(self.path / "new" / filename, self.path / "cur" / target)
+                self.fs.retry_estale(partial(self.fs.rename, self.path / "new" / filename,
+                                             self.path / "cur" / target))
                 out[base] = ("cur", target)
             except FileNotFoundError:
                 # Moved by someone else meanwhile; find where it went.
