@@ -44,6 +44,8 @@ Our additions, beyond the RFC, each documented in docs/vrrp.md:
   advertises priority 1 so any ready router with preemption takes over.
 - Resign (drain): send priority 0, go BACKUP and stay there, whatever happens,
   until Unresign.
+- Relisten (the link came back): a backup forgets that no master was heard
+  while it was deaf and waits a whole Master_Down_Interval again.
 """
 
 from __future__ import annotations
@@ -155,8 +157,22 @@ class Unresign:
     now: float
 
 
+@dataclass(frozen=True, slots=True)
+class Relisten:
+    """We could not hear the link (it was down): what we missed proves nothing.
+
+    A backup forgets that Master_Down fired unanswered and listens for a whole
+    Master_Down_Interval again, so a node whose cable comes back does not claim
+    a VIP that a live master holds (it would flap it: claim, hear the master,
+    yield).
+    """
+
+    now: float
+
+
 Event = (
-    Startup | Shutdown | TimerFired | AdvertReceived | SetPriority | SetReady | Resign | Unresign
+    Startup | Shutdown | TimerFired | AdvertReceived | SetPriority | SetReady | Resign
+    | Unresign | Relisten
 )
 
 # ---- actions ------------------------------------------------------------------------
@@ -369,6 +385,8 @@ class VirtualRouter:
                 self._on_resign(event, out)
             case Unresign():
                 self._on_unresign(event, out)
+            case Relisten():
+                self._on_relisten(event)
         return out
 
     def _on_startup(self, ev: Startup, out: list[Action]) -> None:
@@ -481,6 +499,11 @@ class VirtualRouter:
         self.resigned = False
         self.preempt_after = ev.now + self.config.preempt_delay
         self._claim_if_orphaned(ev.now, out)
+
+    def _on_relisten(self, ev: Relisten) -> None:
+        if self.state is State.BACKUP:
+            self.no_master = False
+            self.master_down_deadline = ev.now + self.master_down
 
     def _claim_if_orphaned(self, now: float, out: list[Action]) -> None:
         """Back in the game while Master_Down had fired unanswered: take over now."""

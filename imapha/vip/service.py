@@ -71,6 +71,7 @@ from imapha.control import ControlResponse, JsonObject
 from imapha.daemon import DaemonContext, ReloadRejected, ServiceBase, config_diff
 from imapha.vip.addresses import AddressDriver, ListenerDriver, NetlinkDriver
 from imapha.vip.machine import (
+    Relisten,
     Resign,
     RouterConfig,
     SetPriority,
@@ -450,10 +451,18 @@ class VipdService(ServiceBase):
             except Exception as exc:  # interface deleted under us: down, keep going
                 log.debug("link %s: %s", interface, exc)
                 up = False
-            if self.link_up.get(interface) != up:
+            was = self.link_up.get(interface)
+            if was != up:
                 log.log(logging.INFO if up else logging.WARNING, "link %s is %s",
                         interface, "up" if up else "down")
             self.link_up[interface] = up
+            if was is False and up:
+                # Deaf while it was down: listen for a whole Master_Down_Interval before
+                # believing nobody is master (machine.Relisten).
+                now = self.reactor.seconds()
+                for vip in self.vips.values():
+                    if vip.interface == interface:
+                        vip.runner.feed(vip.config.vrid, Relisten(now))
 
     def _read_files(self) -> None:
         self.file_checks = [file_check(f.name, f.path, f.weight) for f in self.vrrp.track_files]

@@ -16,6 +16,7 @@ from imapha.vip.machine import (
     AdvertCause,
     Cause,
     Discarded,
+    Relisten,
     RemoveAddresses,
     Resign,
     SendAdvert,
@@ -360,3 +361,25 @@ def test_any_input_keeps_the_advert_clock_and_the_address_bookkeeping(
     assert held == (h.state() is State.MASTER)
     if h.router.resigned:
         assert h.state() is not State.MASTER
+
+
+def test_relisten_forgets_a_no_master_heard_while_deaf() -> None:
+    # Not ready (link down) for 30 s: Master_Down fired unanswered, but we were deaf.
+    h = started(200, ready=False)
+    h.run_until(30.0)
+    assert h.feed(Relisten(30.0)) == []
+    assert h.feed(SetReady(30.0, True)) == []  # no instant claim after the link returns
+    assert h.state() is State.BACKUP
+    h.hear(100)  # the live master, heard now: we preempt it by the ordinary rule
+    # (the timer was set while not ready, so with priority 1's skew)
+    h.run_until(30.0 + master_down_interval(1, 100) - 0.01)
+    assert h.state() is State.BACKUP
+    h.run_until(30.0 + master_down_interval(1, 100) + 0.01)
+    assert h.state() is State.MASTER
+    # And with nobody there at all, we take over one Master_Down_Interval later.
+    h2 = started(200, ready=False)
+    h2.run_until(30.0)
+    h2.feed(Relisten(30.0))
+    h2.feed(SetReady(30.0, True))
+    h2.run_until(30.0 + master_down_interval(1, 100) + 0.01)
+    assert h2.state() is State.MASTER
