@@ -117,6 +117,8 @@ class ImapProtocol(Protocol):
         self._writable.set()
         self.set_timeout(None)
         self._set_watch(None)
+        if self.session is not None:
+            self.session.close()
         self.service.closed(self)
 
     def changed(self) -> None:

@@ -77,7 +77,13 @@ from imapha.server.state import ALLOWED, NO_EXPUNGE, TRANSITIONS, Event, State, 
 
 if TYPE_CHECKING:
     from imapha.maildir.folders import Folders
-    from imapha.server.selected import Selected
+    from imapha.server.selected import FolderCache, Selected
+
+
+def _folder_cache() -> FolderCache:
+    from imapha.server.selected import FolderCache
+
+    return FolderCache()
 
 _E = TypeVar("_E", AuthenticateResponse | AuthenticateCancel, ContinuationLine)
 
@@ -145,6 +151,7 @@ class ServerContext:
     hooks: SessionHooks = field(default_factory=SessionHooks)
     clock: Callable[[], float] | None = None
     mechanisms: tuple[str, ...] = ("PLAIN",)
+    folder_cache: FolderCache = field(default_factory=_folder_cache)
 
     def maildir_of(self, user: str) -> Path:
         return self.maildir_root / user / "Maildir"
@@ -217,7 +224,14 @@ class Session:
         old = self.selected
         self.selected = selected
         if old is not selected:
+            if old is not None:
+                old.close()
             self._action(Watch(selected.path if selected is not None else None))
+
+    def close(self) -> None:
+        """The connection is gone: let go of the selected folder's shared view."""
+        if self.selected is not None:
+            self.selected.close()
 
     def logged_in(self, user: str, folders: Folders) -> None:
         self.user = user

@@ -7,6 +7,7 @@ clients of one backend would be.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -77,3 +78,29 @@ def test_bye_at_a_safe_point(ctx: ServerContext) -> None:
     assert _text(actions) == b"* BYE [UNAVAILABLE] Server draining\r\n"
     assert isinstance(actions[-1], Close) and a.closed
     assert a.receive(b"n NOOP\r\n") == []
+
+
+def test_sessions_share_one_view_per_folder_and_release_it(ctx: ServerContext) -> None:
+    a, b = _session(ctx), _session(ctx)
+    for i in range(3):
+        a.receive(b"x APPEND INBOX {7+}\r\nmsg %d\r\n\r\n" % i)
+    # The store rescans a folder whose mtimes are under 2 s old (coarse NFS clocks).
+    time.sleep(2.1)
+    a.receive(b"s SELECT INBOX\r\n")
+    assert a.selected is not None
+    shared = a.selected.folder
+    scans = shared.mailbox.stats["scans"]
+    b.receive(b"s SELECT INBOX\r\n")
+    assert b.selected is not None and b.selected.folder is shared
+    assert shared.mailbox.stats["scans"] == scans  # the second SELECT did not rescan
+    # A change through one session is announced to the other, once.
+    assert b"* 2 FETCH (FLAGS (\\Flagged))" not in _text(a.receive(b"t STORE 2 +FLAGS.SILENT "
+                                                                   b"(\\Flagged)\r\n"))
+    out = _text(b.receive(b"n NOOP\r\n"))
+    assert b"* 2 FETCH (FLAGS (\\Flagged))\r\n" in out
+    assert b"FETCH" not in _text(b.receive(b"n NOOP\r\n"))
+    assert b"FETCH" not in _text(a.receive(b"n NOOP\r\n"))
+    a.receive(b"c CLOSE\r\n")
+    assert len(ctx.folder_cache) == 1
+    b.close()
+    assert len(ctx.folder_cache) == 0

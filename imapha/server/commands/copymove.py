@@ -53,14 +53,14 @@ def _copy(s: Session, cmd: ClientCommand, *, uid: bool, move: bool) -> Result:
         if uid:
             return Ok("No messages")
         raise no("Messages were expunged", "EXPUNGEISSUED")
-    pairs = sel.mailbox.copy(wanted, dest)
+    pairs = sel.copy(wanted, dest)
     dest.sync()
     code = None
     if pairs:
         code = ResponseCode("COPYUID", f"{dest.uid_validity} {uid_set([a for a, _ in pairs])} "
                                        f"{uid_set([b for _, b in pairs])}")
     if move:
-        gone = sel.mailbox.expunge([a for a, _ in pairs])
+        gone = sel.expunge([a for a, _ in pairs])
         if code is not None:
             s.send(UntaggedStatus(Status.OK, "Moved", code))
         sel.mark_expunged(gone)

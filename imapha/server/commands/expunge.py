@@ -29,10 +29,10 @@ def _expunge(s: Session, cmd: ClientCommand, *, uid: bool) -> Result:
         args.end()
         targets = [u for _, u in sel.resolve(seqset, uid=True)
                    if (m := sel.message(u)) is not None and "\\Deleted" in m.flags]
-        gone = sel.mailbox.expunge(targets)
+        gone = sel.expunge(targets)
     else:
         args.end()
-        gone = sel.mailbox.expunge()
+        gone = sel.expunge()
     sel.mark_expunged(gone)
     for resp in sel.announce_expunges():
         s.send(resp)

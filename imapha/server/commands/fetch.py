@@ -17,7 +17,7 @@ from functools import partial
 from imapha.imap import Command
 from imapha.imap.commands import ClientCommand
 from imapha.imap.errors import ProtocolError
-from imapha.maildir.mailbox import Mailbox, MessageExpunged, StoreMode
+from imapha.maildir.mailbox import MessageExpunged, StoreMode
 from imapha.server.args import Args
 from imapha.server.errors import bad, no
 from imapha.server.fetchitems import (
@@ -61,7 +61,6 @@ def _fetch(s: Session, cmd: ClientCommand, *, uid: bool) -> Result:
         request = request.with_uid()
     sel = s.selected
     assert sel is not None
-    box: Mailbox = sel.mailbox
     set_seen = request.sets_seen and not sel.read_only
     if set_seen:
         request = request.with_flags()
@@ -76,12 +75,11 @@ def _fetch(s: Session, cmd: ClientCommand, *, uid: bool) -> Result:
             continue
         try:
             if set_seen and "\\Seen" not in msg.flags:
-                msg = box.store(msg_uid, _SEEN, (), StoreMode.ADD)
-                sel.note_flags(msg)
-            read = partial(box.read, msg_uid)
+                msg = sel.store(msg_uid, _SEEN, (), StoreMode.ADD)
+            read = partial(sel.read, msg_uid)
             size = _crlf_size(sel, msg_uid, msg.size, read) if wants_size else msg.size
             src = FetchSource(msg_uid, _flags(msg.flags, msg.keywords),
-                              box.internaldate(msg_uid) if wants_date else 0.0, size, read)
+                              sel.internaldate(msg_uid) if wants_date else 0.0, size, read)
             s.write_raw(fetch_response(seq, request, src))
         except MessageExpunged:
             sel.mark_expunged([msg_uid])

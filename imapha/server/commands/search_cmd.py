@@ -45,7 +45,6 @@ def _search(s: Session, cmd: ClientCommand, *, uid: bool) -> Result:
         raise CommandError(Status.NO, "Unsupported charset", code) from None
     sel = s.selected
     assert sel is not None
-    box = sel.mailbox
     scope = SearchScope(largest_seq=len(sel.uids), largest_uid=sel.uids[-1] if sel.uids else 0)
     found: list[Token] = []
     for seq, msg_uid in enumerate(list(sel.uids), 1):
@@ -54,7 +53,7 @@ def _search(s: Session, cmd: ClientCommand, *, uid: bool) -> Result:
             continue
         try:
             candidate = SearchMessage(seq, msg_uid, msg.flags | msg.keywords, msg.size,
-                                      box.internaldate(msg_uid), partial(box.read, msg_uid))
+                                      sel.internaldate(msg_uid), partial(sel.read, msg_uid))
             if matches(key, candidate, scope):
                 found.append(Atom(str(msg_uid if uid else seq)))
         except MessageExpunged:

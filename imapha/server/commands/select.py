@@ -25,6 +25,14 @@ def open_mailbox(s: Session, name: str, *, read_only: bool = False) -> Mailbox:
         raise no("Mailbox does not exist", "NONEXISTENT") from None
 
 
+def _exists(s: Session, name: str) -> bool:
+    assert s.folders is not None
+    try:
+        return s.folders.exists(name)
+    except FolderError:
+        return False
+
+
 def _select(s: Session, cmd: ClientCommand, *, read_only: bool) -> Result:
     assert isinstance(cmd, Command)
     args = Args(cmd.args)
@@ -35,9 +43,19 @@ def _select(s: Session, cmd: ClientCommand, *, read_only: bool) -> Result:
         # expunge), and a failed SELECT leaves none selected.
         s.set_selected(None)
         s.move(Event.SELECT_FAILED)
-    box = open_mailbox(s, name, read_only=read_only)
-    selected = Selected(name, box, read_only=read_only)
-    for resp in selected.open():
+    assert s.folders is not None
+    if not _exists(s, name):
+        raise no("Mailbox does not exist", "NONEXISTENT")
+    path = s.folders.path(name)
+    cache = s.ctx.folder_cache
+    folder = cache.open(path, lambda: Mailbox(path, fs=s.ctx.fs))
+    selected = Selected(name, folder, read_only=read_only, cache=cache)
+    try:
+        responses = selected.open()
+    except BaseException:
+        selected.close()
+        raise
+    for resp in responses:
         s.send(resp)
     s.set_selected(selected)
     s.move(Event.SELECT)
@@ -59,7 +77,7 @@ def _leave(s: Session, cmd: ClientCommand, *, expunge: bool) -> Result:
     sel = s.selected
     assert sel is not None
     if expunge and not sel.read_only:
-        sel.mailbox.expunge()  # §6.4.2: silently, no untagged EXPUNGE
+        sel.expunge()  # §6.4.2: silently, no untagged EXPUNGE
     s.set_selected(None)
     s.move(Event.CLOSE)
     return Ok("Closed")

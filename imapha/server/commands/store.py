@@ -49,14 +49,13 @@ def _store(s: Session, cmd: ClientCommand, *, uid: bool) -> Result:
             missed = True
             continue
         try:
-            msg = sel.mailbox.store(msg_uid, system, keywords, mode)
+            msg = sel.store(msg_uid, system, keywords, mode)
         except MessageExpunged:
             sel.mark_expunged([msg_uid])
             missed = True
             continue
         except KeywordLimit:
             raise no("Too many keywords in this mailbox", "LIMIT") from None
-        sel.note_flags(msg)
         if not silent:
             items: list[Token] = [Atom("FLAGS"), flag_list(msg.flags, msg.keywords)]
             if uid:
