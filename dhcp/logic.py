@@ -502,7 +502,9 @@ class Server:
             return self._nak(request, ingress, "requested address is not available")
         mine = existing is not None and existing.client == client.key
         if not mine and not self.allocator.allows(wanted, client.key):
-            return self._nak(request, ingress, "requested address is not available")
+            # Free, but the failover partner's to give: in a split brain the partner
+            # (same server id: the VIP) offered it and will ACK; a NAK would undo that.
+            return Outcome(drop=DropReason.NOT_OURS)
         if self._registered_elsewhere(link, client, wanted, now):
             return self._nak(request, ingress, "this host has a registered address")
         return self._ack(request, ingress, client, now, subnet=subnet, address=wanted)

@@ -152,3 +152,29 @@ def test_split_partition_both_serve_own_halves_then_heal(lab: Lab, root: Path) -
     Pair.wait(lambda: pair.failover("a") == "normal" == pair.failover("b"), 10, "healed")
     held = pair.check_unique()
     assert set(pair.active("a")) == set(held) == set(pair.active("b")), dump(pair)
+
+
+@pytest.mark.slow
+def test_hot_standby_split_brain_two_masters_never_lease_twice(lab: Lab, root: Path) -> None:
+    """A cut peer link makes vipd master on both nodes: each serves its own half."""
+    pair = make_pair(lab, root, mode="hot-standby")
+    pair.start("a")
+    pair.start("b")
+    Pair.wait(lambda: pair.failover("a") == "normal" == pair.failover("b"), 10, "normal")
+    pair.vip("a", "master")
+    pair.vip("b", "backup")
+    first = pair.udhcpc("c0")
+    first.wait_bound(15)
+    lab.partition(pair.a, pair.b)
+    Pair.wait(lambda: pair.failover("a") == "communications-interrupted"
+              == pair.failover("b"), 10, "interrupted")
+    pair.vip("b", "master")  # VRRP on both sides of the cut: two masters, one VIP
+    during = [pair.udhcpc(f"p{i}") for i in range(5)]
+    for client in during:
+        client.wait_bound(20)
+    assert len(pair.check_unique()) == 6, dump(pair)
+    lab.heal(pair.a, pair.b)
+    pair.vip("b", "backup")
+    Pair.wait(lambda: pair.failover("a") == "normal" == pair.failover("b"), 10, "healed")
+    held = pair.check_unique()
+    assert set(pair.active("a")) == set(held) == set(pair.active("b")), dump(pair)

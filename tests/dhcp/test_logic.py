@@ -524,6 +524,11 @@ def test_allocator_restricts_new_addresses_to_our_half(store: LeaseStore) -> Non
     assert all(int(a) % 2 == 1 for a in addresses)
     outcome, reply = run(server, Client(mac(9)).renew(ip("192.0.2.150")), LOCAL_UNICAST)
     assert reply is None and outcome.drop is DropReason.NOT_OURS  # the partner's to answer
+    # a SELECTING request for an address of the partner's (it offered it under the
+    # same server id, the VIP, in a split brain) gets no NAK from us either
+    outcome, reply = run(server, Client(mac(10)).select(ip("192.0.2.150")))
+    assert reply is None and outcome.drop is DropReason.NOT_OURS
+    assert store.get(ip("192.0.2.150")) is None
 
 
 def test_a_lost_race_sends_no_ack(tmp_path: Path) -> None:
