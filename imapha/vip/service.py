@@ -409,7 +409,7 @@ class VipdService(ServiceBase):
         blocked = [k for k in changed if k.split(".")[1] not in live]
         if blocked:
             raise ReloadRejected(f"{', '.join(blocked)} cannot change live; restart instead")
-        if [v.config for v in self.vips.values()] != list(self.ctx.config.vips):
+        if {v.config for v in self.vips.values()} != set(self.ctx.config.vips):
             raise ReloadRejected("[[vips]] cannot change live; restart instead")
         self.node_config = node
         self.vrrp = node.vrrp
