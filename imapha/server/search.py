@@ -37,7 +37,8 @@ Use from the session's SEARCH handler::
     key = parse_search(cmd.args)   # SearchSyntaxError: BAD; BadCharset: NO [BADCHARSET (...)]
     scope = SearchScope(largest_seq=len(view), largest_uid=view[-1].uid if view else 0)
     hits = [seq for seq, m in enumerate(view, 1) if matches(key, SearchMessage(
-        seq, m.uid, flags_with_recent_and_keywords, m.size, m.internaldate,
+        seq, m.uid, flags_with_recent_and_keywords, m.size,
+        functools.partial(internaldate_of, m.uid),  # or the float itself
         functools.partial(mailbox.read, m.uid)), scope)]
 """
 
@@ -354,7 +355,9 @@ class SearchMessage:
     uid: int
     flags: frozenset[str]
     size: int
-    internaldate: float
+    #: POSIX seconds, or a callable giving them (a ``stat``), called only for
+    #: BEFORE/ON/SINCE keys.
+    internaldate: float | Callable[[], float]
     read: Callable[[], bytes]
     _parsed: ParsedMessage | None = field(default=None, repr=False)
     _texts: dict[bool, str] = field(default_factory=dict, repr=False)
@@ -428,7 +431,8 @@ def matches(key: Key, m: SearchMessage, scope: SearchScope) -> bool:
             msg = m.parsed
             day = sent_day(msg.root.first(msg.data, b"date")) or NO_SENT_DATE
         else:
-            day = internal_day(m.internaldate, scope.tz_offset)
+            when = m.internaldate
+            day = internal_day(when() if callable(when) else when, scope.tz_offset)
         return _date_matches(key.op, day, key.day)
     if isinstance(key, Header):
         msg = m.parsed

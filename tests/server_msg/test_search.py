@@ -116,6 +116,18 @@ def test_internaldate_uses_the_servers_zone() -> None:
     assert matches(keys(b"BEFORE 16-Nov-2023 SINCE 15-Nov-2023"), msg, east)
 
 
+def test_internaldate_may_be_given_lazily() -> None:
+    stats: list[int] = []
+
+    def stat() -> float:
+        stats.append(1)
+        return 1_700_000_000.0
+
+    msg = message(internaldate=stat)
+    assert matches(keys(b"SEEN LARGER 5"), msg, SCOPE) and not stats
+    assert matches(keys(b"ON 14-Nov-2023"), msg, SCOPE) and stats == [1]
+
+
 def test_keywords_are_case_insensitive_and_new_is_recent_unseen() -> None:
     msg = message(flags=frozenset({"$Work", "\\Recent"}))
     assert matches(keys(b"KEYWORD $work NEW RECENT"), msg, SCOPE)
