@@ -99,7 +99,8 @@ def test_flags_only_fetch_does_not_read_the_file() -> None:
 
 
 def test_keywords_that_are_not_atoms_are_left_out() -> None:
-    src = source(SIMPLE, flags=("\\Seen", "bad keyword", "ok$1", "x(y", "\\Recent", "ä", "50%", "a[b"))
+    flags = ("\\Seen", "bad keyword", "ok$1", "x(y", "\\Recent", "ä", "50%", "a[b")
+    src = source(SIMPLE, flags=flags)
     assert render_fetch(request("FLAGS"), src) == b"(FLAGS (\\Seen ok$1 \\Recent))"
 
 
