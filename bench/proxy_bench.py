@@ -1,9 +1,9 @@
 """IMAP proxy benchmarks: imapha against direct Dovecot, Dovecot's proxy, nginx, HAProxy.
 
 1. Logins: connect + LOGIN + SELECT INBOX + LOGOUT, 32 concurrent asyncio
-   workers, for a few seconds each: straight to Dovecot (the baseline),
-   through ``imapha proxy``, through Dovecot in proxy mode and through nginx's
-   mail proxy (when installed). Logins/s and p50/p99 latency. Everything is
+   workers: straight to Dovecot (the baseline) and through imapha in six
+   interleaved rounds (the per-round ratios are printed), then Dovecot in
+   proxy mode and nginx's mail proxy (when installed), one run each. Logins/s and p50/p99 latency. Everything is
    cleartext on loopback (the proxy's ``plaintext_auth_networks`` covers it),
    so the comparison is of the proxying, not of TLS.
 2. FETCH throughput: one 50 MB message, ``FETCH 1 BODY.PEEK[]`` read as fast
@@ -14,7 +14,7 @@
    server run by this script (Dovecot would need one process per session),
    RSS growth of the proxy process divided by N.
 
-Run: ``.venv/bin/python -m bench.proxy_bench`` (about 2 minutes, as root or
+Run: ``.venv/bin/python -m bench.proxy_bench`` (about 4 minutes, as root or
 not; needs dovecot, and haproxy/nginx for their baselines). Options:
 ``--seconds S`` per login run, ``--sessions N``, ``--fetch-mb M``.
 """
@@ -102,6 +102,34 @@ def login_bench(port: int, seconds: float, label: str) -> tuple[float, float, fl
     print(f"  logins {label}: {rate:,.0f}/s, p50 {s.median * 1000:.1f} ms, "
           f"p99 {s.p99 * 1000:.1f} ms, errors {errors}", flush=True)
     return rate, s.median, s.p99
+
+
+def login_compare(ports: dict[str, int], seconds: float,
+                  rounds: int) -> dict[str, tuple[float, float, float, list[float]]]:
+    """Interleaved short runs (A B, B A, ...): neighbours' load hits both alike.
+
+    Returns per label: overall rate, p50, p99, and the per-round rates.
+    """
+    for port in ports.values():
+        asyncio.run(_login_run(port, 1.0))
+    done: dict[str, tuple[int, float, list[float], list[float]]] = {
+        k: (0, 0.0, [], []) for k in ports}
+    labels = list(ports)
+    for r in range(rounds):
+        for label in labels if r % 2 == 0 else labels[::-1]:
+            t0 = time.perf_counter()
+            rate, lat, _errors = asyncio.run(_login_run(ports[label], seconds / rounds))
+            n, t, all_lat, rates = done[label]
+            done[label] = (n + len(lat), t + time.perf_counter() - t0, all_lat + lat,
+                           [*rates, rate])
+    out = {}
+    for label, (n, t, lat, rates) in done.items():
+        s = summarize(lat)
+        out[label] = (n / t, s.median, s.p99, rates)
+        print(f"  logins {label}: {n / t:,.0f}/s (rounds: "
+              f"{', '.join(f'{x:.0f}' for x in rates)}), p50 {s.median * 1000:.1f} ms, "
+              f"p99 {s.p99 * 1000:.1f} ms", flush=True)
+    return out
 
 
 def fetch_once(port: int, user: str) -> float:
@@ -355,8 +383,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# {WORKERS} workers, Dovecot {dovecot.imap_port}, imapha {proxy.imap_port}",
               flush=True)
         if "logins" not in args.skip:
-            direct = login_bench(dovecot.imap_port, args.seconds, "direct Dovecot")
-            ours = login_bench(proxy.imap_port, args.seconds, "through imapha")
+            cmp = login_compare({"direct Dovecot": dovecot.imap_port,
+                                 "imapha": proxy.imap_port}, args.seconds * 2, 6)
+            direct, ours = cmp["direct Dovecot"], cmp["imapha"]
+            ratios = [a / b for a, b in zip(ours[3], direct[3], strict=True) if b]
+            print(f"  per-round ratios imapha/direct: {', '.join(f'{x:.2f}' for x in ratios)}; "
+                  f"median {summarize(ratios).median:.2f}", flush=True)
             report(Result("logins/s (connect+LOGIN+SELECT+LOGOUT, 32 workers)", ours[0],
                           direct[0], "logins/s", "direct Dovecot"))
             report(Result("login p50 latency", ours[1] * 1000, direct[1] * 1000, "ms",

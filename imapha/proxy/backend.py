@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 
 #: Bytes read from a relayed backend socket at once (Twisted's default is 64 KiB).
-READ_SIZE = 256 * 1024
+READ_SIZE = 1024 * 1024
 
 
 class RelaySink(Protocol):
