@@ -47,8 +47,15 @@ nothing unacknowledged: every ACK it sent, we had recorded first).
 
 A node that starts with an empty lease store (``fresh``) waits in ``recover``
 until it has a bulk resync from the peer (it may have leases out there that
-it forgot); a node with leases waits ``startup`` for the peer for
-:data:`STARTUP_WAIT` and then serves under the interrupted rules.
+it forgot); a node with leases waits in ``startup`` for the peer: it serves
+under the interrupted rules after :data:`STARTUP_WAIT` if the peer is known
+down (its daemon refuses), after MCLT if the peer cannot be reached at all
+(it may be in ``partner-down``, serving our half, on the other side of a
+partition), or at once on the operator's ``partner-down``.
+
+A peer that stops gracefully says ``bye`` first; its absence then never counts
+as "known down straight from normal" (see :meth:`Failover.peer_refused`), so
+a planned restart does not hand its half to us.
 
 Split brain: with a partition, both nodes are ``communications-interrupted``
 and answer everyone, each from its own half, leases capped at MCLT. A partition
@@ -263,7 +270,10 @@ class Failover:
         self.fire(Event.OPERATOR_PARTNER_DOWN, now)
 
     def tick(self, now: float) -> None:
-        if self.state is State.STARTUP and now - self.since >= STARTUP_WAIT:
+        if self.state is State.STARTUP and (
+            (self.peer_known_down_since is not None and now - self.since >= STARTUP_WAIT)
+            or now - self.since >= self.mclt
+        ):
             self.fire(Event.STARTUP_TIMEOUT, now)
         elif self.state is State.RECOVER and now - self.since >= self.mclt:
             self.fire(Event.RECOVER_TIMEOUT, now)

@@ -72,8 +72,9 @@ class PeerListener(Protocol):
 
 
 class _PeerProtocol(TwistedProtocol):
-    def __init__(self, link: PeerLink) -> None:
+    def __init__(self, link: PeerLink, *, dialed: bool = False) -> None:
         self.link = link
+        self.dialed = dialed
         self.conn = PeerConnection(link.node, link.peer, link.secret, os.urandom(32))
         self.last_heard = time.monotonic()
         self.up = False
@@ -82,6 +83,11 @@ class _PeerProtocol(TwistedProtocol):
         tcp = cast(Any, self.transport)
         tcp.setTcpNoDelay(True)
         tcp.write(self.conn.hello())
+        self.link.reactor.callLater(LIVENESS, self._handshake_deadline)
+
+    def _handshake_deadline(self) -> None:
+        if not self.up and self.transport is not None:
+            cast(Any, self.transport).abortConnection()
 
     def dataReceived(self, data: bytes) -> None:
         self.last_heard = time.monotonic()
@@ -126,10 +132,10 @@ class _DialFactory(ClientFactory):
         self.probe = probe
 
     def buildProtocol(self, addr: Any) -> TwistedProtocol:
-        self.link.dialing = False
         if self.probe:
+            self.link.dialing = False
             return _Probe()
-        return _PeerProtocol(self.link)
+        return _PeerProtocol(self.link, dialed=True)  # dialing ends with its handshake
 
     def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
         self.link.dialing = False
@@ -187,8 +193,8 @@ class PeerLink:
         for loop in self._loops:
             if loop.running:
                 loop.stop()
-        if self.active is not None:
-            cast(Any, self.active.transport).abortConnection()
+        if self.active is not None:  # a clean close: what was sent (a "bye") arrives
+            cast(Any, self.active.transport).loseConnection()
         port, self._port = self._port, None
         if port is None:
             return defer.succeed(None)
@@ -214,6 +220,7 @@ class PeerLink:
         if self.active is not None:
             return
         if cast(Any, reason).check(error.ConnectionRefusedError):
+            log.debug("peer %s refused the connection", self.peer)
             self.listener.peer_refused()
         else:
             self.listener.peer_unreachable()
@@ -231,6 +238,8 @@ class PeerLink:
     # -- connections -------------------------------------------------------
 
     def connection_up(self, conn: _PeerProtocol) -> None:
+        if conn.dialed:
+            self.dialing = False
         old, self.active = self.active, conn
         if old is not None and old is not conn:
             cast(Any, old.transport).abortConnection()
@@ -239,6 +248,8 @@ class PeerLink:
         self.listener.peer_up()
 
     def connection_gone(self, conn: _PeerProtocol, reason: str) -> None:
+        if conn.dialed and not conn.up:
+            self.dialing = False  # the handshake never finished
         if conn is not self.active:
             return
         self.active = None

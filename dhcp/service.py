@@ -118,6 +118,7 @@ class DhcpService(ServiceBase):
         self._sync_received = False
         self._sync_acked = False
         self._was_normal = False
+        self._peer_said_bye = False
         self._loops: list[LoopingCall] = []
         self._observer: Any = None
         self._reload_pending = False
@@ -191,6 +192,7 @@ class DhcpService(ServiceBase):
         )
 
     def stop(self, deadline: float) -> Deferred[None]:
+        self.peer_send({"t": "bye"})  # a planned stop: the peer must not take our half
         stopped = self.peer.stop() if self.peer is not None else defer.succeed(None)
         self._close()
         return stopped
@@ -344,6 +346,7 @@ class DhcpService(ServiceBase):
         before = self.failover.state
         self.peer_state = "connected"
         self._sync_received = self._sync_acked = False
+        self._peer_said_bye = False
         self.failover.link_up(time.time())
         self._log_state(before)
         self.peer_send({"t": "state", "state": self.failover.state.value})
@@ -361,7 +364,7 @@ class DhcpService(ServiceBase):
     def peer_lost(self, reason: str) -> None:
         assert self.failover is not None
         before = self.failover.state
-        self._was_normal = before is State.NORMAL
+        self._was_normal = before is State.NORMAL and not self._peer_said_bye
         self.peer_state = "unknown"
         self.peer_failover = "unknown"
         self.failover.link_lost(time.time())
@@ -396,6 +399,9 @@ class DhcpService(ServiceBase):
             elif kind == "synced":
                 self._sync_acked = True
                 self._maybe_synced()
+            elif kind == "bye":
+                self._peer_said_bye = True
+                log.info("dhcp: the peer is stopping (planned): its half stays its own")
             elif kind == "state":
                 self.peer_failover = str(body.get("state"))
         except PeerProtocolError as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -177,4 +178,24 @@ def test_hot_standby_split_brain_two_masters_never_lease_twice(lab: Lab, root: P
     pair.vip("b", "backup")
     Pair.wait(lambda: pair.failover("a") == "normal" == pair.failover("b"), 10, "healed")
     held = pair.check_unique()
+    assert set(pair.active("a")) == set(held) == set(pair.active("b")), dump(pair)
+
+
+def test_a_planned_restart_keeps_the_peer_interrupted_and_resyncs(lab: Lab, root: Path) -> None:
+    pair = make_pair(lab, root)
+    pair.start("a")
+    pair.start("b")
+    Pair.wait(lambda: pair.failover("a") == "normal" == pair.failover("b"), 10, "normal")
+    first = pair.udhcpc("c0")
+    first.wait_bound(15)
+    pair.stop("b")  # SIGTERM: b says bye on the peer link
+    Pair.wait(lambda: pair.failover("a") == "communications-interrupted", 5, "a interrupted")
+    time.sleep(1.5)  # b's port now refuses: still not partner-down
+    assert pair.failover("a") == "communications-interrupted"
+    during = pair.udhcpc("c1")  # a serves new clients from its own half meanwhile
+    during.wait_bound(10)
+    pair.start("b")  # b kept its store: startup, resync, normal
+    Pair.wait(lambda: pair.failover("a") == "normal" == pair.failover("b"), 10, "normal again")
+    held = pair.check_unique()
+    assert len(held) == 2
     assert set(pair.active("a")) == set(held) == set(pair.active("b")), dump(pair)

@@ -60,9 +60,19 @@ def test_each_address_is_owned_by_exactly_one_node() -> None:
         assert a.owns(address) != b.owns(address)
 
 
+def test_startup_serves_soon_only_if_the_peer_is_known_down() -> None:
+    f = node()
+    f.peer_unknown()
+    f.tick(T0 + 10 * STARTUP_WAIT)  # unreachable: it may be serving our half
+    assert state(f) is State.STARTUP and not f.serving
+    f.tick(T0 + MCLT)
+    assert state(f) is State.INTERRUPTED
+
+
 def test_startup_waits_for_the_peer_then_serves_under_interrupted_rules() -> None:
     f = node()
     assert state(f) is State.STARTUP and not f.serving
+    f.peer_refused(T0 + 0.1, was_normal=False)  # its daemon is not running
     f.tick(T0 + STARTUP_WAIT - 0.1)
     assert state(f) is State.STARTUP
     f.tick(T0 + STARTUP_WAIT)
@@ -124,11 +134,11 @@ def test_peer_dead_straight_from_normal_gives_its_half_at_once() -> None:
 
 def test_peer_known_down_after_an_interruption_waits_mclt() -> None:
     f = node()
-    f.tick(T0 + STARTUP_WAIT)
-    f.peer_refused(T0 + 10, was_normal=False)
-    f.tick(T0 + 10 + MCLT - 1)
+    f.tick(T0 + MCLT)
+    f.peer_refused(T0 + MCLT + 10, was_normal=False)
+    f.tick(T0 + 10 + 2 * MCLT - 1)
     assert state(f) is State.INTERRUPTED
-    f.tick(T0 + 10 + MCLT)
+    f.tick(T0 + 10 + 2 * MCLT)
     assert state(f) is State.PARTNER_DOWN
 
 
