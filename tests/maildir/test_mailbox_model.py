@@ -65,6 +65,13 @@ class TwoWriters(RuleBasedStateMachine):
             key = (box.uid_validity, msg.uid)
             assert self.uid_names.setdefault(key, name) == name, f"UID {key} reused"
 
+    def _inject(self, which: int, op: str, err: int, match: str, *, after: bool = False) -> None:
+        # One pending fault per writer: the store's retries are bounded on purpose,
+        # and a pile of faults on one call is not a situation NFS produces.
+        self.fs[which].faults = [f for f in self.fs[which].faults if f.times != 0]
+        if not self.fs[which].faults:
+            self.fs[which].inject(op, err, match, after=after)
+
     @rule()
     def mta_delivers(self) -> None:
         msgid, data = self._new_message()
@@ -127,7 +134,17 @@ class TwoWriters(RuleBasedStateMachine):
     def nfs_hiccup(self, which: int, op: str, err: int, after: bool) -> None:
         # One ESTALE on the next such call (before the operation, or after it
         # succeeded, as a lost reply); the store must absorb it.
-        self.fs[which].inject(op, err, "", after=after and op in ("rename", "link"))
+        self._inject(which, op, err, "", after=after and op in ("rename", "link"))
+
+    @rule(which=st.integers(0, 1), where=st.sampled_from(["/cur/", "/new/"]))
+    def lost_rename_race(self, which: int, where: str) -> None:
+        # The next rename of a message file finds it gone (someone renamed it first).
+        self._inject(which, "rename", errno.ENOENT, where)
+
+    @rule(which=st.integers(0, 1))
+    def lost_link_reply(self, which: int) -> None:
+        # The next link succeeds but reports EEXIST (NFS retransmission).
+        self._inject(which, "link", errno.EEXIST, "", after=True)
 
     @invariant()
     def views_agree_after_both_sync(self) -> None:
