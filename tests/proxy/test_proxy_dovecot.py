@@ -159,6 +159,9 @@ def test_sasl_ir_authenticate_plain_and_login_mechanism(start_proxy: StartProxy,
     sock.sendall(b"a AUTHENTICATE PLAIN " + ir + b"\r\nb NOOP\r\n")
     data = read_until(sock, b"b OK")
     assert b"a OK [CAPABILITY IMAP4rev1" in data
+    sock.sendall(b"c UNAUTHENTICATE\r\nd NOOP\r\n")  # RFC 8437: never relayed as such
+    data = read_until(sock, b"d OK")
+    assert b"c BAD" in data and b"c OK" not in data
     sock.close()
     client = imaplib.IMAP4_SSL("127.0.0.1", proxy.imaps_port, ssl_context=certs.client_context())
     answers = iter([b"u4", b"pw-4"])
