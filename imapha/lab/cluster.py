@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from imapha import control
+from imapha.config import ConfigError, load_config
 from imapha.lab.pki import Pki, make_pki
 from imapha.lab.proc import LabProcess
 from imapha.lab.topology import Host, Lab
@@ -78,7 +79,7 @@ def render_config(root: Path, pki: Pki, advert_interval: str) -> str:
         "", "[proxy]", f'imap = ["0.0.0.0:{IMAP_PORT}"]', f'imaps = ["0.0.0.0:{IMAPS_PORT}"]',
         f'tls_cert = "{pki.cert}"', f'tls_key = "{pki.key}"',
         'probe_user = "probe"', f'probe_password_file = "{root}/probe.secret"',
-        'health_interval = "500ms"', 'health_timeout = "1s"', "health_fall = 2",
+        'health_interval = "1s"', 'health_timeout = "1s"', "health_fall = 2",
         "health_rise = 2", 'drain_grace = "2s"', 'auth_penalty_max = "2s"',
     ]
     for node, address in NODES.items():
@@ -100,6 +101,7 @@ class Node:
     name: str
     host: Host
     processes: dict[str, LabProcess] = field(default_factory=dict)
+    dead: bool = False  # killed and unplugged, like a host that lost power
 
 
 class Cluster:
@@ -123,6 +125,10 @@ class Cluster:
         self._write_users()
         self.config = root / "imapha.toml"
         self.config.write_text(render_config(root, self.pki, advert_interval))
+        try:
+            load_config(self.config)
+        except ConfigError as exc:
+            raise ClusterError(f"the generated config is not valid:\n{exc}") from exc
 
     def _write_users(self) -> None:
         lines = []
@@ -155,6 +161,10 @@ class Cluster:
         return process
 
     def start_node(self, node: str, roles: Sequence[str] = ROLES) -> None:
+        n = self.nodes[node]
+        if n.dead:
+            n.host.link_up()  # powered on again; vipd flushes what the crash left behind
+            n.dead = False
         for role in roles:
             self.start_role(node, role)
 
@@ -165,7 +175,19 @@ class Cluster:
         self.wait_vips_home(timeout)
 
     def kill_node(self, node: str) -> None:
-        """A crash: SIGKILL every process of the node at once."""
+        """A host dies: every process SIGKILLed at once and its cable pulled.
+
+        Without the link down the namespace's kernel would live on and keep
+        answering ARP for the VIPs it held, which no dead machine does.
+        """
+        n = self.nodes[node]
+        n.host.link_down()
+        n.host.kill()
+        n.processes.clear()
+        n.dead = True
+
+    def kill_daemons(self, node: str) -> None:
+        """Every imapha process of the node SIGKILLed; the host itself stays up."""
         self.nodes[node].host.kill()
         self.nodes[node].processes.clear()
 
@@ -192,9 +214,11 @@ class Cluster:
     # -- VIPs ----------------------------------------------------------------
 
     def vip_holders(self, address: str) -> list[str]:
-        """Nodes whose kernel has ``address`` configured (more than one = split brain)."""
+        """Live nodes whose kernel has ``address`` configured (two = split brain)."""
         holders = []
         for name, node in self.nodes.items():
+            if node.dead:
+                continue
             out = node.host.run(["ip", "-4", "-o", "addr", "show"], check=False).stdout
             if f" {address}/" in out:
                 holders.append(name)

@@ -31,7 +31,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-SESSION_TIMEOUT = 5.0
+SESSION_TIMEOUT = 3.0
 
 
 @dataclass(frozen=True)
@@ -130,13 +130,16 @@ def run(spec: Spec, stop: threading.Event) -> list[WorkerLog]:
 class Disruption:
     sessions: int
     failed: int
+    failed_outside: int  # failures of sessions that did not overlap an allowed window
     longest_outage: float  # longest time a worker went without a successful session
     first_failure: float | None
     last_failure: float | None
 
 
-def disruption(logs: Iterable[WorkerLog]) -> Disruption:
-    sessions = failed = 0
+def disruption(logs: Iterable[WorkerLog],
+               windows: Sequence[tuple[float, float]] = ()) -> Disruption:
+    """What the clients saw; a failure inside a window (wall-clock times) is allowed."""
+    sessions = failed = outside = 0
     longest = 0.0
     first: float | None = None
     last: float | None = None
@@ -152,13 +155,15 @@ def disruption(logs: Iterable[WorkerLog]) -> Disruption:
                 last_ok_end = s.end
                 continue
             failed += 1
+            if not any(s.start <= end and s.end >= start for start, end in windows):
+                outside += 1
             first = s.start if first is None else min(first, s.start)
             last = s.end if last is None else max(last, s.end)
             if outage_start is None:
                 outage_start = last_ok_end if last_ok_end is not None else s.start
         if outage_start is not None and log.sessions:
             longest = max(longest, log.sessions[-1].end - outage_start)
-    return Disruption(sessions, failed, longest, first, last)
+    return Disruption(sessions, failed, outside, longest, first, last)
 
 
 @dataclass(frozen=True)
