@@ -3,9 +3,10 @@
 1. Logins: connect + LOGIN + SELECT INBOX + LOGOUT, 32 concurrent asyncio
    workers: straight to Dovecot (the baseline) and through imapha in six
    interleaved rounds (the per-round ratios are printed), then Dovecot in
-   proxy mode and nginx's mail proxy (when installed), one run each. Logins/s and p50/p99 latency. Everything is
-   cleartext on loopback (the proxy's ``plaintext_auth_networks`` covers it),
-   so the comparison is of the proxying, not of TLS.
+   proxy mode and nginx's mail proxy (when installed), one run each.
+   Logins/s and p50/p99 latency. Everything is cleartext on loopback (the
+   proxy's ``plaintext_auth_networks`` covers it), so the comparison is of the
+   proxying, not of TLS.
 2. FETCH throughput: one 50 MB message, ``FETCH 1 BODY.PEEK[]`` read as fast
    as the client can: direct, through imapha, through HAProxy in TCP mode
    (best of 5 interleaved runs).
