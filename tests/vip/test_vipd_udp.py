@@ -58,7 +58,7 @@ class Loopback:
     def config(self) -> Path:
         return self.root / "imapha.toml"
 
-    def write(self, extra_vrrp: str = "") -> None:
+    def write(self, extra_vrrp: str = "", interval: str = "100ms") -> None:
         self.config.write_text(f"""\
 [cluster]
 name = "udp"
@@ -80,7 +80,7 @@ vrid = 51
 home = "a"
 
 [vrrp]
-advert_interval = "100ms"
+advert_interval = "{interval}"
 transport = "udp"
 address_driver = "listener"
 garp_count = 0
@@ -234,3 +234,28 @@ stop = {record}
     # Master_Down still runs when the fault clears (timing), master again, stop.
     assert states[:3] == ["backup", "master", "fault"], states
     assert states[-2:] == ["master", "stop"] and set(states[3:-2]) <= {"backup"}, states
+
+
+def test_reload_applies_hooks_live_and_rejects_the_interval(loopback: Loopback) -> None:
+    lb = loopback
+    lb.start("a")
+    wait_for(lambda: lb.who() == "a", 10, "the VIP answered by a")
+    proc = lb.procs["vipd-a"]
+
+    def last_reload() -> str:
+        return str(lb.status("a")["last_reload"])
+
+    lb.write(interval="200ms")
+    proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: last_reload().startswith("rejected"), 5, "the reload rejected")
+    assert "vrrp.advert_interval" in last_reload()
+    hooks_log = lb.root / "hooks.log"
+    record = json.dumps(f"sh -c 'echo $IMAPHA_STATE >> {hooks_log}'")
+    lb.write(f"[vrrp.hooks]\nfault = {record}\n")
+    proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: last_reload().startswith("applied"), 5, "the reload applied")
+    assert "vrrp.hooks.fault" in last_reload()
+    assert request(lb.sock("a", "proxy"), "POST", "/set-ready", {"ready": False}).ok
+    wait_for(lambda: hooks_log.exists() and hooks_log.read_text() == "fault\n", 3,
+             "the new fault hook")
+    wait_for(lambda: lb.who() is None, 3, "the VIP released while not ready")
