@@ -15,11 +15,12 @@ bounded number of times.
 
 Users: Dovecot refuses mail access as root ("Mail access not allowed for
 root"), so when the tests run as root the mail processes run as the Debian
-``mail`` user (uid/gid 8) and ``maildir_root`` is handed to that user. Every
-directory above ``maildir_root`` and ``root_dir`` must then be traversable by
-that user: pytest's ``tmp_path`` (under a 0700 directory) is not, which is
-checked up front with a clear error. Not as root, everything runs as the
-current user.
+``mail`` user (uid/gid 8) and ``maildir_root`` is handed to that user; the
+auth process reads the passwd-file as ``dovecot``. Every directory above
+``maildir_root`` and ``root_dir`` must then be traversable by those users:
+pytest's ``tmp_path`` (under a 0700 directory) is not, which is checked up
+front with a clear error; ``traversable_dir()`` makes one that is. Not as
+root, everything runs as the current user.
 
 Readiness: ``start()`` returns once the IMAP greeting can be read (bounded).
 With a custom ``spawn`` (a process runner that starts Dovecot inside a network
@@ -142,24 +143,25 @@ def traversable_dir(prefix: str = "imapha-dovecot-") -> Path:
     return path
 
 
-def _check_traversable(path: Path, ident: _Identity) -> None:
-    """Raise unless ``ident``'s mail user can reach ``path`` (each ancestor has x for it)."""
-    if ident.mail_uid == os.geteuid():
+def _check_traversable(path: Path, user: str) -> None:
+    """Raise unless ``user`` can reach ``path`` (each ancestor has x for it)."""
+    account = pwd.getpwnam(user)
+    if account.pw_uid == os.geteuid() or os.geteuid() != 0:
         return
     for parent in [path, *path.parents]:
         if not parent.exists():
             continue
         st = parent.stat()
-        if st.st_uid == ident.mail_uid:
+        if st.st_uid == account.pw_uid:
             ok = bool(st.st_mode & stat.S_IXUSR)
-        elif st.st_gid == ident.mail_gid:
+        elif st.st_gid == account.pw_gid:
             ok = bool(st.st_mode & stat.S_IXGRP)
         else:
             ok = bool(st.st_mode & stat.S_IXOTH)
         if not ok:
             raise DovecotError(
                 f"{parent} (mode {stat.S_IMODE(st.st_mode):o}) is not traversable by user "
-                f"{ident.mail_user!r}, which Dovecot's mail processes run as; use "
+                f"{user!r}, which Dovecot runs a service as; use "
                 "imapha.lab.dovecot.traversable_dir() instead of a tmp_path below a 0700 dir"
             )
 
@@ -486,11 +488,14 @@ class DovecotServer:
             path.mkdir(exist_ok=True)
         if not self.proxy_mode:
             self.maildir_root.mkdir(parents=True, exist_ok=True)
-            _check_traversable(self.maildir_root, self.identity)
+            _check_traversable(self.maildir_root, self.identity.mail_user)
             st = self.maildir_root.stat()
             if st.st_uid != self.identity.mail_uid and os.geteuid() == 0:
                 os.chown(self.maildir_root, self.identity.mail_uid, self.identity.mail_gid)
-        _check_traversable(self.base_dir, self.identity)
+            # The mail processes talk to sockets in base_dir (a proxy has none).
+            _check_traversable(self.base_dir, self.identity.mail_user)
+        # The auth process reads the passwd-file as the internal user.
+        _check_traversable(self.root_dir, self.identity.internal_user)
 
     def _choose_ports(self) -> None:
         host = self.listen if self.listen not in ("*", "::", "0.0.0.0") else "127.0.0.1"
