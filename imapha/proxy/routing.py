@@ -15,6 +15,12 @@ The order is over *all* configured backends; health and drain only filter it.
 So the next backend a user falls back to is the same on every proxy, and a
 backend that comes back up gets exactly its own users back.
 
+Backends that health checks call down (but no operator drained) follow the
+usable ones as a last resort: health lags reality by a few probes, and in a
+rolling restart the backend just restarted may already serve while the one
+being drained refuses. Trying it costs one refused connect, and only when
+every backend thought healthy has already failed the login.
+
 A static map (user -> backend name) pins chosen users; a pinned user whose
 backend is unusable falls back to the hashed order rather than failing.
 """
@@ -70,6 +76,7 @@ class Router:
         backends: Sequence[Candidate],
         usable: Callable[[str], bool],
         pinned: Mapping[str, str] | None = None,
+        last_resort: Callable[[str], bool] | None = None,
     ) -> None:
         names = [b.name for b in backends]
         if len(set(names)) != len(names):
@@ -78,6 +85,7 @@ class Router:
             raise ValueError("backend weights must be positive")
         self._backends = tuple(backends)
         self._usable = usable
+        self._last_resort = last_resort
         self._pinned: dict[str, str] = {}
         self.set_pinned(pinned or {})
 
@@ -89,13 +97,18 @@ class Router:
         self._pinned = {normalize_user(u): b for u, b in pinned.items()}
 
     def route(self, user: str, limit: int | None = None) -> list[str]:
-        """Usable backends for ``user`` in the order to try them (at most ``limit``)."""
+        """Backends for ``user`` in the order to try them (at most ``limit``).
+
+        The usable ones first, then those only allowed as a last resort.
+        """
         order = preference(user, self._backends)
         pin = self._pinned.get(normalize_user(user))
         if pin is not None:
             order.remove(pin)
             order.insert(0, pin)
         usable = [name for name in order if self._usable(name)]
+        if self._last_resort is not None:
+            usable += [n for n in order if n not in usable and self._last_resort(n)]
         return usable if limit is None else usable[:limit]
 
 

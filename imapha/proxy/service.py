@@ -87,7 +87,7 @@ class ProxyService:
         self.drained_backends: set[str] = set()
         self._tls_cache: dict[str, IOpenSSLClientConnectionCreator] = {}
         self.router = Router([Candidate(b.name, b.weight) for b in ctx.config.backends],
-                             self.usable, self._user_map(cfg))
+                             self.usable, self._user_map(cfg), self.not_drained)
         self.health = HealthChecker(
             self.reactor, ctx.config.backends, interval=cfg.health_interval,
             timeout=cfg.health_timeout, fall=cfg.health_fall, rise=cfg.health_rise,
@@ -114,6 +114,10 @@ class ProxyService:
 
     def usable(self, name: str) -> bool:
         return self.health.is_up(name) and name not in self.drained_backends
+
+    def not_drained(self, name: str) -> bool:
+        """Down by health checks but not drained: a last resort for logins."""
+        return name not in self.drained_backends
 
     def backend_ref(self, name: str) -> BackendRef | None:
         return self.backends.get(name)
@@ -354,7 +358,8 @@ class ProxyService:
         if old_refs != self.backends:
             changed.append("backends")
             self._tls_cache.clear()
-        self.router = Router([Candidate(b.name, b.weight) for b in backends], self.usable, pinned)
+        self.router = Router([Candidate(b.name, b.weight) for b in backends], self.usable, pinned,
+                             self.not_drained)
         self.health.configure(backends, interval=new.health_interval, timeout=new.health_timeout,
                               fall=new.health_fall, rise=new.health_rise,
                               probe_user=new.probe_user, probe_password=Secret(new.probe_secret()))

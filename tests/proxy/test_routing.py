@@ -100,3 +100,12 @@ def test_user_map_errors_name_the_line(tmp_path: Path, text: str, message: str) 
     path.write_text(text)
     with pytest.raises(UserMapError, match=message):
         parse_user_map(path)
+
+
+def test_down_backends_are_a_last_resort_after_the_usable_ones() -> None:
+    drained = {"be3"}
+    r = Router(BACKENDS, lambda n: n == "be2", last_resort=lambda n: n not in drained)
+    for user in USERS[:50]:
+        order = r.route(user)
+        assert order[0] == "be2"
+        assert order[1:] == [n for n in preference(user, BACKENDS) if n == "be1"]
