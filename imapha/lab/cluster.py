@@ -205,11 +205,42 @@ class Cluster:
         except control.ControlClientError:
             return False
 
+    def answering(self, node: str, role: str) -> bool:
+        """The daemon's control API answers (ready or not, drained or not)."""
+        try:
+            return control.request(self.control_socket(node, role), "GET", "/status",
+                                   timeout=2.0).ok
+        except control.ControlClientError:
+            return False
+
+    def wait_answering(self, timeout: float, node: str) -> None:
+        self._wait(lambda: all(self.answering(node, r) for r in ROLES), timeout,
+                   lambda: "not answering: " + ", ".join(
+                       f"{node}/{r}" for r in ROLES if not self.answering(node, r)))
+
     def wait_ready(self, timeout: float, nodes: Sequence[str] | None = None) -> None:
         targets = [(n, r) for n in (nodes or list(self.nodes)) for r in ROLES]
         self._wait(lambda: all(self.ready(n, r) for n, r in targets), timeout,
                    lambda: "not ready: " + ", ".join(
                        f"{n}/{r}" for n, r in targets if not self.ready(n, r)))
+
+    def backends_up(self) -> bool:
+        """Every live node's proxy sees every backend up."""
+        for name, node in self.nodes.items():
+            if node.dead:
+                continue
+            try:
+                reply = control.request(self.control_socket(name, "proxy"), "GET", "/status",
+                                        timeout=2.0)
+            except control.ControlClientError:
+                return False
+            backends = reply.body.get("backends", {})
+            if not backends or not all(b.get("up") for b in backends.values()):
+                return False
+        return True
+
+    def wait_backends_up(self, timeout: float) -> None:
+        self._wait(self.backends_up, timeout, lambda: "some proxy still sees a backend down")
 
     # -- VIPs ----------------------------------------------------------------
 

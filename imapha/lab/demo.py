@@ -158,10 +158,12 @@ def _story_rolling_restart(cluster: Cluster, windows: Windows) -> bool:
             return False
         time.sleep(1)
         cluster.stop_node(node)
-        cluster.start_node(node)
-        cluster.wait_ready(30, [node])
+        cluster.start_node(node)  # a drain outlives a restart: it starts drained
+        cluster.wait_answering(30, node)
         if _ctl(cluster, "undrain", node) != 0:
             return False
+        cluster.wait_ready(30, [node])
+        cluster.wait_backends_up(30)  # before the next node goes, every proxy sees this one
         time.sleep(1)
         windows.append((start, time.time()))
     return True
