@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import os
 import re
 import time
 from collections.abc import Iterable, Sequence
@@ -55,13 +54,12 @@ from imapha.maildir.names import (
     parse_name,
     size_field,
 )
+from imapha.maildir.scan import Scanner, Stamp
 
 __all__ = ["Mailbox", "Message", "MessageExpunged", "StoreMode", "SyncResult"]
 
 #: Temporary files of ours a killed process may leave in the folder's directory.
 LITTER_PREFIXES = (ul.FILENAME, ul.FILENAME + ".lock", kw.FILENAME, kw.FILENAME + ".lock")
-#: Rescans of an unstable directory (changing while we list it) before we accept it.
-SCAN_ATTEMPTS = 8
 #: Re-lookups of a base name after ENOENT before calling the message expunged.
 LOOKUP_ATTEMPTS = 5
 #: An mtime this recent may hide a same-tick change (coarse timestamps): rescan.
@@ -108,15 +106,6 @@ class SyncResult:
         return not (self.added or self.expunged or self.changed or self.uid_validity_changed)
 
 
-_StatKey = tuple[int, int, int, int]  # ino, mtime_ns, size, ctime_ns
-
-
-def _stat_key(st: os.stat_result | None) -> _StatKey:
-    if st is None:
-        return (0, 0, 0, 0)
-    return (st.st_ino, st.st_mtime_ns, st.st_size, st.st_ctime_ns)
-
-
 class Mailbox:
     """A Maildir folder (``path`` holds ``cur``, ``new``, ``tmp``)."""
 
@@ -146,14 +135,14 @@ class Mailbox:
         self._view: dict[int, Message] = {}
         self._uid_validity = 0
         self._next_uid = 1
-        self._stamps: tuple[_StatKey, ...] | None = None
+        self._stamps: Stamp | None = None
         self._sizes: dict[str, int] = {}  # base -> size (contents never change)
         self._mtimes: dict[str, float] = {}  # base -> INTERNALDATE
         self._letter_cache: dict[str, tuple[frozenset[str], frozenset[str], str]] = {}
         self._keywords = kw.Keywords({})
         self._reader = ul.Reader(self.fs, self.path)
-        self._scan_stable = True
         self.stats = {"scans": 0, "locked_syncs": 0, "rescans": 0}
+        self._scanner = Scanner(self.fs, self.path, (ul.FILENAME, kw.FILENAME), self.stats)
 
     # -- queries -------------------------------------------------------------
     @property
@@ -192,43 +181,11 @@ class Mailbox:
         return None if found is None else self.path / found[0] / found[1]
 
     # -- sync ------------------------------------------------------------------
-    def _stamp(self) -> tuple[_StatKey, ...]:
-        out = []
-        for name in ("new", "cur", ul.FILENAME, kw.FILENAME):
-            try:
-                out.append(_stat_key(self.fs.stat(self.path / name)))
-            except FileNotFoundError:
-                out.append(_stat_key(None))
-        return tuple(out)
-
-    def _dirty(self, stamps: tuple[_StatKey, ...]) -> bool:
-        now_ns = time.time_ns()
-        return any(now_ns - s[1] < DIRTY_WINDOW * 1e9 for s in stamps)
-
     def _scan(self) -> dict[str, tuple[str, str]]:
-        """base -> (subdir, filename), from a listing that stayed stable while taken."""
-        self.stats["scans"] += 1
-        found: dict[str, tuple[str, str]] = {}
-        for _ in range(SCAN_ATTEMPTS):
-            before = [_stat_key(self.fs.stat(self.path / d)) for d in ("new", "cur")]
-            found = {}
-            for subdir in ("new", "cur"):
-                listing = self.fs.retry_estale(partial(self.fs.listdir, self.path / subdir))
-                for filename in listing:
-                    if filename[:1] != ".":
-                        found[filename.split(":", 1)[0]] = (subdir, filename)
-            after = [_stat_key(self.fs.stat(self.path / d)) for d in ("new", "cur")]
-            if before == after:
-                self._scan_stable = True
-                return found
-            self.stats["rescans"] += 1
-        # Still changing after every attempt: usable for finding files, but what it
-        # misses may have been mid-rename, so it proves no expunge (see _apply).
-        self._scan_stable = False
-        return found
+        return self._scanner.scan()
 
     def _lookup(self, base: str) -> tuple[str, str] | None:
-        return self._scan().get(base)
+        return self._scanner.lookup(base)
 
     def _size(self, base: str, subdir: str, filename: str) -> int | None:
         size = self._sizes.get(base)
@@ -293,8 +250,8 @@ class Mailbox:
 
     def sync(self) -> SyncResult:
         """Bring the view up to date; see the module doc for the rules."""
-        stamps = self._stamp()
-        if stamps == self._stamps and not self._dirty(stamps):
+        stamps = self._scanner.stamp()
+        if stamps == self._stamps and not Scanner.dirty(stamps, DIRTY_WINDOW):
             return SyncResult(self._uid_validity, self._next_uid)
         self._set_keywords(kw.read(self.fs, self.path))
         files = self._scan()
@@ -338,7 +295,7 @@ class Mailbox:
             rewrite = True
         # Confirmed under the lock (by a stable scan): records without a file are
         # expunged.
-        kept = [rec for rec in current.records if rec.base in files or not self._scan_stable]
+        kept = [rec for rec in current.records if rec.base in files or not self._scanner.stable]
         if len(kept) != len(current.records):
             current = current.with_records(kept)
             rewrite = True
@@ -390,7 +347,7 @@ class Mailbox:
         return out
 
     def _apply(self, current: ul.UidList, files: dict[str, tuple[str, str]],
-               stamps: tuple[_StatKey, ...]) -> SyncResult:
+               stamps: Stamp) -> SyncResult:
         validity_changed = bool(self._uid_validity) and current.uid_validity != self._uid_validity
         old = {} if validity_changed else self._view
         view: dict[int, Message] = {}
@@ -401,7 +358,7 @@ class Mailbox:
             msg = self._message(rec.uid, rec.base, *where)
             if msg is not None:
                 view[rec.uid] = msg
-        if not self._scan_stable:
+        if not self._scanner.stable:
             # An unstable listing may have missed a file being renamed: keep what we
             # had rather than report an expunge we cannot prove.
             for uid, msg in old.items():
