@@ -1,0 +1,86 @@
+"""The whole cluster, as ``imapha demo`` builds it: stories and the state file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.prereq import need_binary, need_root
+
+pytestmark = pytest.mark.slow
+
+
+def _demo(tmp_path: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "imapha", "demo", "--workdir", str(tmp_path / "demo"), *args],
+        capture_output=True, text=True, timeout=timeout, check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("story", ["failover", "drain", "backend-loss", "rolling-restart"])
+def test_story_passes(tmp_path: Path, story: str) -> None:
+    need_root()
+    need_binary("nft")
+    result = _demo(tmp_path, "--scenario", story)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"story {story}: PASSED" in result.stdout
+    assert "0 missing, 0 duplicated" in result.stdout
+
+
+@pytest.mark.timeout(200)
+def test_hold_writes_the_state_file_and_serves_outside_clients(tmp_path: Path) -> None:
+    need_root()
+    state_file = tmp_path / "state.json"
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "imapha", "demo", "--hold", "--state-file", str(state_file),
+         "--workdir", str(tmp_path / "demo")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not state_file.exists() and time.monotonic() < deadline:
+            assert demo.poll() is None, demo.stdout.read() if demo.stdout else ""
+            time.sleep(0.5)
+        state = json.loads(state_file.read_text())
+        assert state["mode"] == "netns"
+        assert {v["name"] for v in state["vips"]} == {"imap1", "imap2"}
+        assert set(state["nodes"]) == {"a", "b"}
+        for node in state["nodes"].values():
+            assert set(node["control"]) >= {"proxy", "vipd", "backend"}
+            assert all(os.path.exists(p) for p in node["control"].values())
+            assert all(pids for pids in node["pids"].values())
+        user = state["users"][0]
+        vip = state["vips"][0]
+        # An outside client, in the client namespace, through implicit TLS checked
+        # against the demo's CA: log in and list the INBOX.
+        script = (
+            "import imaplib, ssl, sys\n"
+            "ctx = ssl.create_default_context(cafile=sys.argv[1])\n"
+            "m = imaplib.IMAP4_SSL(sys.argv[2], int(sys.argv[3]), ssl_context=ctx, timeout=10)\n"
+            "m.login(sys.argv[4], sys.argv[5]); print(m.select('INBOX')[0]); m.logout()\n"
+        )
+        out = subprocess.run(
+            ["ip", "netns", "exec", state["client_netns"], sys.executable, "-c", script,
+             state["ca_cert"], vip["address"], str(vip["imaps_port"]), user["name"],
+             user["password"]],
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+        assert out.stdout.strip() == "OK", out.stderr
+    finally:
+        demo.send_signal(signal.SIGTERM)
+        demo.wait(60)
+    assert demo.returncode == 0
+    # Everything the demo built is gone.
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
+    assert state["client_netns"] not in listed.stdout
+
+
