@@ -624,8 +624,8 @@ class DhcpService(ServiceBase):
     def _vip_verb(self, body: JsonObject) -> JsonObject:
         _, failover = self._require()
         name, state = body.get("vip"), body.get("state")
-        if state not in ("master", "backup", "fault"):
-            raise ControlError(HTTPStatus.BAD_REQUEST, "state: master, backup or fault")
+        if state not in ("master", "backup", "fault", "stop"):
+            raise ControlError(HTTPStatus.BAD_REQUEST, "state: master, backup, fault or stop")
         if self.section.vip and name != self.section.vip:
             raise ControlError(HTTPStatus.NOT_FOUND,
                                f"vip: this server follows {self.section.vip!r}, not {name!r}")

@@ -58,7 +58,7 @@ env | sort > "$OUT.tmp" && mv "$OUT.tmp" "$OUT"
 
 def config_text(root: Path, *, mode: str = "split", mclt: str = "1h", lease: str = "10m",
                 registrations: Path | None = None, relayed: bool = False,
-                pool: tuple[str, str] = POOL) -> str:
+                pool: tuple[str, str] = POOL, vrrp: str = "") -> str:
     regs = f'registrations = "{registrations}"\n' if registrations else ""
     relayed_subnet = (
         '\n[[dhcp.subnets]]\nsubnet = "198.51.100.0/24"\n'
@@ -86,6 +86,7 @@ vrid = 61
 home = "a"
 track = "dhcp"
 
+{vrrp}
 [[backends]]
 name = "be"
 address = "192.0.2.11:11143"
