@@ -7,6 +7,7 @@ client really has it configured and both servers' stores agree on who holds it.
 from __future__ import annotations
 
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from dhcp.options import MessageType, Opt, Options, OptionValue
+from dhcp.packet import BOOTREQUEST, CLIENT_PORT, SERVER_PORT, Packet, decode, encode
 from imapha.lab.topology import Lab
 from tests.dhcp.cluster import POOL, VIP, Pair, dump, make_pair
 
@@ -60,6 +63,31 @@ def serverid(client_events: list[list[str]]) -> str:
     return bound[-1][2] if bound and len(bound[-1]) > 2 else ""
 
 
+def reply_source(lab: Lab, taken: IPv4Address) -> str:
+    """Ask to renew someone else's address; return the IP source of the NAK we get."""
+    host = lab.add_client("probe", ["192.0.2.66/24"])
+    sock = host.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"eth0")
+        sock.bind(("0.0.0.0", CLIENT_PORT))
+        sock.settimeout(3.0)
+        options: dict[int, OptionValue] = {Opt.MESSAGE_TYPE: MessageType.REQUEST,
+                                           Opt.REQUESTED_IP: taken}
+        request = Packet(op=BOOTREQUEST, xid=99, chaddr=bytes.fromhex("0200000000aa"),
+                         options=Options.of(options))  # INIT-REBOOT for a taken address
+        sock.sendto(encode(request), ("255.255.255.255", SERVER_PORT))
+        for _ in range(10):
+            data, (source, _port) = sock.recvfrom(2048)
+            reply = decode(data)
+            if reply.xid == 99:
+                assert reply.message_type is MessageType.NAK
+                return str(source)
+        raise AssertionError("no NAK")
+    finally:
+        sock.close()
+
+
 def test_hot_standby_master_answers_standby_takes_over_after_sigkill(
     lab: Lab, root: Path
 ) -> None:
@@ -76,6 +104,7 @@ def test_hot_standby_master_answers_standby_takes_over_after_sigkill(
     # the standby acknowledged the lease before the client got its ACK
     assert pair.active("b").get(address) == pair.active("a")[address]
     assert pair.status("b")["answering"] is False
+    assert reply_source(lab, IPv4Address(address)) == VIP  # replies leave from the VIP
 
     pair.kill("a")  # SIGKILL: no goodbye on the peer link
     pair.vip("b", "master")  # what vipd does when a's adverts stop
