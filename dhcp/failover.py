@@ -67,7 +67,8 @@ for the DHCP VIP; in split mode, RFC 3074 load balancing: the Pearson hash
 of the client identifier (option 61, else chaddr) picks a bucket, the first
 node serves buckets 0-127 and the second 128-255. Requests addressed to one
 server (its server identifier in a SELECTING REQUEST, a unicast renewal) are
-answered by that server whatever the bucket.
+answered by that server whatever the bucket, and so is a client whose ``secs``
+field says it has been trying for 3 s or more.
 """
 
 from __future__ import annotations
@@ -81,8 +82,11 @@ from typing import Final
 from dhcp.network import Pool
 from dhcp.store import ClientKey
 
-#: Seconds a node with leases looks for its peer before serving alone.
+#: Seconds a node with leases looks for a refusing peer before serving alone.
 STARTUP_WAIT: Final = 3.0
+#: A client trying this long (its ``secs``) is answered whatever its bucket (ISC's
+#: load balance max seconds).
+LOAD_BALANCE_MAX_SECONDS: Final = 3
 
 # RFC 3074 §6: the Pearson hash's mixing table (a permutation of 0..255).
 _LOADB_TABLE: Final = bytes((
@@ -297,13 +301,20 @@ class Failover:
             return not self.fresh and self.sync_received
         return self.policy.answers
 
-    def answers(self, client_id: bytes, addressed_to_us: bool) -> bool:
-        """Should this node answer a request from ``client_id`` now?"""
+    def answers(self, client_id: bytes, addressed_to_us: bool, secs: int = 0) -> bool:
+        """Should this node answer a request from ``client_id`` now?
+
+        ``secs`` is the request's seconds-since-start field: a client that has
+        been trying for :data:`LOAD_BALANCE_MAX_SECONDS` is answered by both
+        (its bucket's owner may be wedged with the link still up), from our half.
+        """
         if not self.serving:
             return False
         if self.mode is Mode.HOT_STANDBY:
             return self.vip_master
         if self.state is not State.NORMAL or addressed_to_us:
+            return True
+        if secs >= LOAD_BALANCE_MAX_SECONDS:
             return True
         return (loadb_hash(client_id) >= 128) == (self.index == 1)
 

@@ -238,7 +238,7 @@ class DhcpService(ServiceBase):
         # to it. A relayed request is unicast to both servers: the hash decides.
         to_us = packet.options.server_id == self.config.server_id or (
             not datagram.broadcast and packet.giaddr == ZERO)
-        if not failover.answers(client_id, to_us):
+        if not failover.answers(client_id, to_us, packet.secs):
             return "peer_bucket"
         return None
 

@@ -111,6 +111,7 @@ def test_split_normal_answers_by_hash_bucket_or_when_addressed() -> None:
         client = bytes([n]) * 6
         assert a.answers(client, False) != b.answers(client, False)
         assert a.answers(client, True) and b.answers(client, True)
+        assert a.answers(client, False, secs=3) and b.answers(client, False, secs=3)
 
 
 def test_hot_standby_only_the_vip_master_answers_and_normal_uses_the_whole_pool() -> None:
