@@ -13,11 +13,25 @@ needs none.
   absent or refuses is shown ``unreachable``.
 - ``drain NODE`` posts ``/drain`` to the node's daemons in the order vipd,
   proxy, backend, dhcp (the VIPs move away first, then the services stop
-  taking new work); ``undrain NODE`` goes in the reverse order.
+  taking new work), then follows the maintenance through to its end: it polls
+  the node's vipd ``/status`` until it is master of no VIP, then the proxy's
+  ``/status`` until no relayed session is left, printing progress, within
+  the action's ``--timeout`` (default 60 s; ``--no-wait`` skips both waits).
+- ``undrain NODE`` posts ``/undrain`` in the reverse order, then waits until
+  every daemon of the node answers ``GET /ready`` with 200 and, when its vipd
+  reports VIPs, until it is master again of the VIPs whose home it is.
+
+A wait prints a line only when there is something to wait for (a VIP held,
+a session left, a daemon not ready yet), so a node with nothing to move
+shows just the one line per daemon.
 - ``kick USER`` and ``drain-backend NAME`` go to every reachable proxy.
 
-Exit codes: 0 all answered and agreed; 1 some daemon was unreachable or
-refused; 2 usage (bad arguments, unusable config, unknown node or backend).
+Exit codes: 0 all answered and agreed (and, for drain/undrain, the node
+reached the state waited for); 1 some daemon was unreachable or refused;
+2 usage (bad arguments, unusable config, unknown node or backend); 3 drain or
+undrain was accepted by every daemon but the node did not get there within
+``--timeout`` (a VIP still held, sessions left, a daemon not ready, a home
+VIP not back): the drain stays in force, the sessions keep running.
 
 Other nodes
 -----------
@@ -44,6 +58,7 @@ import json
 import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -56,6 +71,13 @@ from imapha.control import ControlClientError, JsonObject, request
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
+EXIT_TIMEOUT: Final = 3
+
+#: How long drain/undrain wait for the node to get there, by default.
+DEFAULT_WAIT: Final = 60.0
+POLL_INTERVAL: Final = 0.2
+#: Seconds between two "N sessions left" lines while they do not change.
+PROGRESS_EVERY: Final = 5.0
 
 #: drain goes in this order (VIPs move first); undrain in the reverse.
 ROLE_ORDER: Final = ("vipd", "proxy", "backend", "dhcp")
@@ -107,6 +129,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     undrain = add("undrain", "let NODE take work (and its VIPs) again")
     undrain.add_argument("target", metavar="NODE")
     add_ssh(undrain, "undrain the node")
+    for sp, what in ((drain, "its VIPs to move away and its sessions to end"),
+                     (undrain, "its daemons to be ready and its home VIPs back")):
+        sp.add_argument("--timeout", dest="wait_timeout", type=float, default=DEFAULT_WAIT,
+                        metavar="SECONDS",
+                        help=f"how long to wait for {what} (default %(default)g; exit 3 "
+                             "if not)")
+        sp.add_argument("--no-wait", action="store_true",
+                        help="return once every daemon has answered, without waiting")
     kick = add("kick", "end USER's sessions on every proxy")
     kick.add_argument("target", metavar="USER")
     drain_backend = add("drain-backend", "route no new session to backend NAME")
@@ -130,8 +160,9 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "status":
         return _status(config, args, timeout, out)
     if args.action in {"drain", "undrain"}:
+        wait = None if args.no_wait else max(0.0, args.wait_timeout)
         return _drain(config, args.action, args.target, timeout, out,
-                      ssh_command=args.ssh_command if args.ssh else None)
+                      ssh_command=args.ssh_command if args.ssh else None, wait=wait)
     if args.action == "kick":
         return _to_proxies(config, "/kick", {"user": args.target}, timeout, out)
     if args.action == "drain-backend":
@@ -317,33 +348,216 @@ def _describe(target: str, body: JsonObject) -> str:
 
 
 def _drain(config: ClusterConfig, action: str, node: str, timeout: float, out: TextIO,
-           *, ssh_command: str | None = None) -> int:
+           *, ssh_command: str | None = None, wait: float | None = None) -> int:
     if node not in config.node_names:
         print(f"imapha ctl: no node {node!r} (nodes: {', '.join(config.node_names)})",
               file=sys.stderr)
         return EXIT_USAGE
     rows = _targets(config, [node])
     if ssh_command is not None and not any(Path(r.socket).exists() for r in rows):
-        return _drain_remote(config, action, node, timeout, out, ssh_command=ssh_command)
+        return _drain_remote(config, action, node, timeout, out, ssh_command=ssh_command,
+                             wait=wait)
     if action == "undrain":
         rows.reverse()
     ok = True
+    answered: list[Row] = []
     for row in rows:
         success, text = _post(row, f"/{action}", None, timeout)
         ok = ok and success
+        if success:
+            answered.append(row)
         out.write(f"{row.node}  {row.role:<8} {text}\n")
-    return EXIT_OK if ok else EXIT_FAILED
+        out.flush()
+    arrived = True
+    if wait is not None:
+        waiter = _Waiter(node, out, timeout, time.monotonic() + wait, wait)
+        if action == "drain":
+            arrived = waiter.drained(answered)
+        else:
+            home = [v.name for v in config.vips if v.home == node]
+            arrived = waiter.undrained(answered, home)
+    if not ok:
+        return EXIT_FAILED
+    return EXIT_OK if arrived else EXIT_TIMEOUT
+
+
+class _Waiter:
+    """Polls a node's daemons after drain/undrain until it gets there or time is up."""
+
+    def __init__(self, node: str, out: TextIO, timeout: float, deadline: float,
+                 budget: float) -> None:
+        self.node = node
+        self.out = out
+        self.timeout = timeout
+        self.deadline = deadline
+        self.budget = budget
+        self.started = time.monotonic()
+
+    def say(self, what: str, text: str) -> None:
+        self.out.write(f"{self.node}  {what:<8} {text}\n")
+        self.out.flush()
+
+    def _status(self, row: Row) -> JsonObject | None:
+        try:
+            resp = request(row.socket, "GET", "/status", timeout=self.timeout)
+        except ControlClientError:
+            return None
+        return resp.body if resp.ok else None
+
+    def _took(self) -> str:
+        return f"{time.monotonic() - self.started:.1f} s"
+
+    def _poll(self) -> bool:
+        """Sleep one interval; False once the deadline has passed."""
+        if time.monotonic() >= self.deadline:
+            return False
+        time.sleep(min(POLL_INTERVAL, max(0.0, self.deadline - time.monotonic())))
+        return True
+
+    @staticmethod
+    def _vips(status: JsonObject | None) -> list[JsonObject] | None:
+        vips = status.get("vips") if status is not None else None
+        if not isinstance(vips, list):
+            return None
+        return [v for v in vips if isinstance(v, dict)]
+
+    def drained(self, rows: Sequence[Row]) -> bool:
+        by_role = {r.role: r for r in rows}
+        ok = True
+        vipd = by_role.get("vipd")
+        if vipd is not None:
+            ok = self._vips_gone(vipd)
+        proxy = by_role.get("proxy")
+        if proxy is not None:
+            ok = self._sessions_end(proxy) and ok
+        return ok
+
+    def _vips_gone(self, vipd: Row) -> bool:
+        held: list[str] = []
+        announced = False
+        while True:
+            vips = self._vips(self._status(vipd))
+            if vips is None:
+                if announced:
+                    self.say("vips", "vipd stopped answering; cannot tell where the VIPs are")
+                    return False
+                return True  # a vipd that reports no VIPs: nothing to follow
+            held = [str(v.get("name")) for v in vips if v.get("state") == "master"]
+            if not held:
+                if announced:
+                    self.say("vips", f"moved away after {self._took()}")
+                return True
+            if not announced:
+                self.say("vips", f"waiting for {', '.join(held)} to move to another node")
+                announced = True
+            if not self._poll():
+                break
+        self.say("vips", f"still master of {', '.join(held)} after {self.budget:g} s "
+                         "(is another node up and not drained?)")
+        return False
+
+    def _sessions_end(self, proxy: Row) -> bool:
+        left = -1
+        said_at = 0.0
+        while True:
+            status = self._status(proxy)
+            count = status.get("sessions") if status is not None else None
+            if not isinstance(count, int):
+                if left > 0:
+                    self.say("sessions", "the proxy stopped answering (stopped?)")
+                return left <= 0
+            if count == 0:
+                if left > 0:
+                    self.say("sessions", f"all ended after {self._took()}")
+                return True
+            now = time.monotonic()
+            if (count != left and (left < 0 or now - said_at >= 1.0)) \
+                    or now - said_at >= PROGRESS_EVERY:
+                self.say("sessions", f"{count} left on the proxy")
+                said_at = now
+            left = count
+            if not self._poll():
+                break
+        self.say("sessions", f"{left} still open after {self.budget:g} s; they go on "
+                             "(imapha ctl kick USER, or stop the proxy, to end them)")
+        return False
+
+    def undrained(self, rows: Sequence[Row], home: Sequence[str]) -> bool:
+        ok = self._ready(rows)
+        vipd = next((r for r in rows if r.role == "vipd"), None)
+        if ok and vipd is not None and home:
+            ok = self._home_back(vipd, home)
+        return ok
+
+    def _ready(self, rows: Sequence[Row]) -> bool:
+        waiting: list[Row] = list(rows)
+        announced = False
+        reasons: dict[str, str] = {}
+        while True:
+            still = []
+            for row in waiting:
+                try:
+                    resp = request(row.socket, "GET", "/ready", timeout=self.timeout)
+                except ControlClientError as exc:
+                    reasons[row.role] = exc.message
+                    still.append(row)
+                    continue
+                if not resp.ok:
+                    reasons[row.role] = str(resp.body.get("reason") or resp.error)
+                    still.append(row)
+            waiting = still
+            if not waiting:
+                if announced:
+                    self.say("ready", f"every daemon ready after {self._took()}")
+                return True
+            if not announced:
+                self.say("ready", "waiting for " + ", ".join(
+                    f"{r.role} ({reasons.get(r.role, 'not ready')})" for r in waiting))
+                announced = True
+            if not self._poll():
+                break
+        self.say("ready", f"not ready after {self.budget:g} s: " + ", ".join(
+            f"{r.role} ({reasons.get(r.role, 'not ready')})" for r in waiting))
+        return False
+
+    def _home_back(self, vipd: Row, home: Sequence[str]) -> bool:
+        missing: list[str] = list(home)
+        announced = False
+        while True:
+            vips = self._vips(self._status(vipd))
+            if vips is None:
+                return not announced  # no VIP report: nothing we can follow
+            known = {str(v.get("name")) for v in vips}
+            masters = {str(v.get("name")) for v in vips if v.get("state") == "master"}
+            missing = [name for name in home if name in known and name not in masters]
+            if not missing:
+                if announced:
+                    self.say("vips", f"{', '.join(home)} back after {self._took()}")
+                return True
+            if not announced:
+                self.say("vips", f"waiting for {', '.join(missing)} to come home")
+                announced = True
+            if not self._poll():
+                break
+        self.say("vips", f"{', '.join(missing)} not back after {self.budget:g} s")
+        return False
 
 
 def _drain_remote(config: ClusterConfig, action: str, node: str, timeout: float, out: TextIO, *,
-                  ssh_command: str) -> int:
+                  ssh_command: str, wait: float | None = None) -> int:
     """``ssh NODE imapha ctl drain NODE``: the node drains its own daemons, in order."""
     host = str(config.node(node).address)
     command = [*shlex.split(ssh_command), host, REMOTE_PROGRAM, "ctl",
                "--config", str(config.path), "--timeout", f"{timeout:g}", action, node]
+    # The remote ctl waits as this one was asked to (its default needs no words).
+    if wait is None:
+        command.append("--no-wait")
+    elif wait != DEFAULT_WAIT:
+        command += ["--timeout", f"{wait:g}"]
     try:
         proc = subprocess.run(command, capture_output=True, text=True,
-                              timeout=timeout * len(ROLE_ORDER) + 10, check=False)
+                              timeout=timeout * len(ROLE_ORDER) + (wait or 0.0) + 10,
+                              check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         out.write(f"{node}  ssh {host}: {exc}\n")
         return EXIT_FAILED
@@ -351,7 +565,7 @@ def _drain_remote(config: ClusterConfig, action: str, node: str, timeout: float,
         out.write(f"{line}  [ssh {host}]\n")
     if proc.stderr.strip():
         sys.stderr.write(proc.stderr)
-    if proc.returncode in {EXIT_OK, EXIT_FAILED, EXIT_USAGE}:
+    if proc.returncode in {EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT}:
         return proc.returncode
     return EXIT_FAILED  # ssh's own 255, or anything else: not done
 
