@@ -193,6 +193,8 @@ def test_malformed_packets_never_crash_the_server_or_change_a_lease(
     lab: Lab, root: Path
 ) -> None:
     pair = make_pair(lab, root)
+    with pair.config.open("a") as config:  # a /metrics endpoint on node a
+        config.write('\n[nodes.a.dhcp]\nmetrics = "192.0.2.11:9167"\n')
     solo(pair)
     good = pair.udhcpc("good")
     Pair.wait(lambda: good.bound() is not None, 15, "bound")
@@ -229,6 +231,14 @@ def test_malformed_packets_never_crash_the_server_or_change_a_lease(
         assert dropped.get(reason, 0) >= 2, dropped  # counted, once per target
     after = pair.leases("a")
     assert [x for x in after if x["active"]] == [x for x in before if x["active"]]
+    with pair.a.connect("192.0.2.11", 9167) as conn:  # what Prometheus scrapes
+        conn.sendall(b"GET /metrics HTTP/1.0\r\nHost: a\r\n\r\n")
+        text = b"".join(iter(lambda: conn.recv(65536), b"")).decode()
+    for reason in ("too_short", "bad_cookie", "truncated_option"):
+        line = f'dhcp_packets_dropped_total{{reason="{reason}"}} {float(dropped[reason])}'
+        assert line in text, text[-2000:]
+    assert 'dhcp_failover_state_bool{state="partner-down"} 1.0' in text
+    assert 'dhcp_replies_sent_total{delivery="broadcast",type="nak"}' in text
     late = pair.udhcpc("late")
     Pair.wait(lambda: late.bound() is not None, 15, "still serving")
     assert late.bound() != good.bound()
