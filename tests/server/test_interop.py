@@ -183,3 +183,4 @@ def test_lmtp_delivers_per_recipient(pair: Pair) -> None:
         body = _view(d)[1][1]
         assert b"Return-Path: <sender@example.org>" in body
         assert b"\r\n.dot-stuffed line\r\n" in body
+

@@ -16,6 +16,7 @@ from imapha.maildir.folders import FolderError
 from imapha.maildir.mailbox import Mailbox
 from imapha.server.args import Args
 from imapha.server.errors import no
+from imapha.server.flags import keywords_mtime_grows
 from imapha.server.session import Ok, Result, Session
 
 
@@ -53,7 +54,8 @@ def _copy(s: Session, cmd: ClientCommand, *, uid: bool, move: bool) -> Result:
         if uid:
             return Ok("No messages")
         raise no("Messages were expunged", "EXPUNGEISSUED")
-    pairs = sel.copy(wanted, dest)
+    with keywords_mtime_grows(dest.path):
+        pairs = sel.copy(wanted, dest)
     dest.sync()
     code = None
     if pairs:
