@@ -44,3 +44,9 @@ LIMIT_HITS: Final = metrics.counter(
 PROBES: Final = metrics.counter(
     "proxy", "imapha_proxy_health_probes_total", "Backend health probes by result",
     ("backend", "result"))
+WORKERS_RUNNING: Final = metrics.gauge(
+    "proxy", "imapha_proxy_workers_running",
+    "Worker processes alive now (workers > 1; exported by the parent)")
+WORKER_RESTARTS: Final = metrics.counter(
+    "proxy", "imapha_proxy_worker_restarts_total",
+    "Worker processes started again after one died (workers > 1)")

@@ -20,8 +20,11 @@ first, with a hard deadline after:
   :data:`HARD_AFTER` seconds later whatever is left is closed;
 - ``stop(deadline)``: like drain with no grace; closed at the deadline.
 
-``workers > 1`` is refused at start-up with a clear error: multi-process
-workers are not implemented (see docs/proxy.md).
+With ``workers > 1`` this class runs inside each worker process
+(:mod:`imapha.proxy.worker`, started by :mod:`imapha.proxy.workers`): it is
+then given a :class:`WorkerSpec` naming the concrete addresses to listen on
+with ``SO_REUSEPORT`` (the kernel spreads new connections over the workers'
+sockets) and its share of the connection limits, ``ceil(limit / workers)``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
+import math
+import socket
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any, cast
@@ -66,22 +71,60 @@ class WorkersUnsupported(Exception):
     pass
 
 
+@dataclasses.dataclass(frozen=True)
+class WorkerSpec:
+    """One worker's place: its index, how many there are, where it listens.
+
+    ``listen`` holds ``(kind, host, port)`` with concrete ports (the parent
+    reserved them), bound by every worker with ``SO_REUSEPORT``.
+    """
+
+    index: int
+    count: int
+    listen: tuple[tuple[str, str, int], ...]
+
+    def share(self, limit: int) -> int:
+        """This worker's part of a limit that the config sets for the whole node."""
+        return max(1, math.ceil(limit / self.count))
+
+
+def reuseport_socket(host: str, port: int, *, listen: bool) -> socket.socket:
+    """A TCP socket bound with SO_REUSEADDR and SO_REUSEPORT, listening or not."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host.strip("[]"), port))
+        if listen:
+            sock.listen(1024)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class ProxyService:
     """See the module docstring."""
 
-    def __init__(self, ctx: DaemonContext) -> None:
+    def __init__(self, ctx: DaemonContext, worker: WorkerSpec | None = None) -> None:
         self.ctx = ctx
         self.reactor = ctx.reactor
         cfg = ctx.node_config.proxy
         if cfg is None:
             raise ValueError("no [proxy] section for this node")
-        if cfg.workers > 1:
+        if cfg.workers > 1 and worker is None:
             raise WorkersUnsupported(
-                f"proxy.workers = {cfg.workers}: multi-process workers are not implemented; "
-                "set workers = 1 (one process serves all listeners)")
+                f"proxy.workers = {cfg.workers}: this process is not a worker "
+                "(imapha.proxy.workers starts them)")
+        self.worker = worker
         self.cfg: ProxyConfig = cfg
         self.server_tls = ServerTLS(cfg.tls_cert, cfg.tls_key)
-        self.limiter = ConnectionLimiter(cfg.max_connections, cfg.max_connections_per_ip)
+        self.limiter = ConnectionLimiter(self._share(cfg.max_connections),
+                                         self._share(cfg.max_connections_per_ip))
         self.penalty = AuthPenalty(cfg.auth_penalty_max)
         self.backends: dict[str, BackendRef] = {b.name: b for b in ctx.config.backends}
         self.drained_backends: set[str] = set()
@@ -102,6 +145,9 @@ class ProxyService:
         self._setup_metrics()
 
     # -- configuration helpers -----------------------------------------------------------
+
+    def _share(self, limit: int) -> int:
+        return limit if self.worker is None else self.worker.share(limit)
 
     @staticmethod
     def _user_map(cfg: ProxyConfig) -> dict[str, str]:
@@ -253,6 +299,9 @@ class ProxyService:
                  ", ".join(up) or "none")
 
     def _listen(self) -> None:
+        if self.worker is not None:
+            self._listen_shared(self.worker)
+            return
         for kind, addresses in (("imap", self.cfg.imap), ("imaps", self.cfg.imaps)):
             for hp in addresses:
                 factory = ClientFactory(self, kind)
@@ -266,6 +315,23 @@ class ProxyService:
                 text = f"[{host.host}]:{host.port}" if ":" in host.host else \
                     f"{host.host}:{host.port}"
                 self.ports.append((kind, text, port))
+
+    def _listen_shared(self, worker: WorkerSpec) -> None:
+        """Bind each address with SO_REUSEPORT and hand the socket to the reactor."""
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+
+        for kind, host, port_number in worker.listen:
+            factory: Any = ClientFactory(self, kind)
+            if kind == "imaps":
+                factory = TLSMemoryBIOFactory(cast(Any, self.server_tls), False, factory)
+            sock = reuseport_socket(host, port_number, listen=True)
+            try:
+                port = self.reactor.adoptStreamPort(sock.fileno(), sock.family, factory)
+            finally:
+                sock.close()  # the reactor holds its own duplicate
+            text = f"[{host.strip('[]')}]:{port_number}" if ":" in host else \
+                f"{host}:{port_number}"
+            self.ports.append((kind, text, port))
 
     def _unlisten(self) -> Deferred[None]:
         ports, self.ports = self.ports, []
@@ -369,8 +435,8 @@ class ProxyService:
             for relay in list(self.relays.get(name, ())):
                 relay.end_soon("Backend removed from service, please reconnect")
         self.drained_backends &= set(self.backends)
-        self.limiter.max_total = new.max_connections
-        self.limiter.max_per_ip = new.max_connections_per_ip
+        self.limiter.max_total = self._share(new.max_connections)
+        self.limiter.max_per_ip = self._share(new.max_connections_per_ip)
         self.penalty.penalty_max = new.auth_penalty_max
         self.cfg = new
         self._bind_backend_gauges()
