@@ -24,9 +24,17 @@ APT_PACKAGES := \
 	nginx \
 	libnginx-mod-mail
 
+# Baselines only the benchmarks run against (not needed by the tests).
+BENCH_APT_PACKAGES := \
+	kea-admin \
+	kea-dhcp4-server
+
+BENCHES := imap_parse maildir_store server_fetch server_bench proxy_bench vip_failover \
+	dhcp_codec dhcp_perf
+
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck pytest venv system-deps clean
+.PHONY: demo test lint typecheck pytest venv system-deps bench bench-deps apt-install clean
 
 $(BIN)/.stamp: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,8 +45,14 @@ $(BIN)/.stamp: pyproject.toml
 venv: $(BIN)/.stamp
 
 system-deps:
+	@$(MAKE) --no-print-directory apt-install PACKAGES="$(APT_PACKAGES)"
+
+bench-deps:
+	@$(MAKE) --no-print-directory apt-install PACKAGES="$(APT_PACKAGES) $(BENCH_APT_PACKAGES)"
+
+apt-install:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	  missing=$$(for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	  if [ -n "$$missing" ]; then \
 	    echo "installing Debian packages:" $$missing; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
@@ -61,8 +75,12 @@ test: system-deps venv
 	$(BIN)/mypy
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
 
-demo: venv
+demo: system-deps venv
 	$(BIN)/imapha demo
+
+# Every benchmark, one after another (several minutes; each prints same-run ratios).
+bench: bench-deps venv
+	for b in $(BENCHES); do echo "== $$b"; $(BIN)/python -m bench.$$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
