@@ -380,11 +380,6 @@ def _metrics_if_any(proxy: ProxyProcess) -> str | None:
     return _metrics(proxy) if proxy.status().get("metrics") else None
 
 
-def test_workers_above_one_refused_at_start(start_proxy: StartProxy) -> None:
-    with pytest.raises(RuntimeError, match="multi-process workers are not implemented"):
-        start_proxy("workers = 2")
-
-
 # -- robustness and resources -----------------------------------------------------------
 
 
