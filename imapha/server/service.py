@@ -143,7 +143,10 @@ class BackendService(ServiceBase):
             return False, "not listening"
         root = self.cfg.maildir_root
         try:
-            os.listdir(root)  # a dead NFS mount fails here (or hangs: mount it soft)
+            # One READDIR (a dead NFS mount fails here, or hangs: mount it soft),
+            # not a listing of every user.
+            with os.scandir(root) as entries:
+                next(entries, None)
         except OSError as exc:
             return False, f"maildir root {root}: {exc.strerror}"
         return True, ""
