@@ -182,3 +182,28 @@ def test_slow_reader_of_a_big_fetch_costs_bounded_memory(
         _, tagged = c.collect("big")
         assert b"big OK" in tagged
     assert grown < 20_000, f"RSS grew {grown} KiB while the reader stalled (40 MB response)"
+
+
+def test_unready_while_the_maildir_root_is_gone(
+        backend: tuple[ImaphaBackend, Certs, int]) -> None:
+    be, _, _ = backend
+    root = be.maildir_root
+    aside = root.with_name(root.name + ".aside")
+
+    def ready() -> bool:
+        return bool(be.request("GET", "/ready").status == 200)
+
+    def wait_for(want: bool) -> None:
+        deadline = time.monotonic() + 5
+        while ready() != want:
+            assert time.monotonic() < deadline, f"ready never became {want}"
+            time.sleep(0.1)
+
+    wait_for(True)
+    root.rename(aside)
+    try:
+        wait_for(False)
+        assert "maildir root" in be.status()["reason"]
+    finally:
+        aside.rename(root)
+    wait_for(True)
