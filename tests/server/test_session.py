@@ -104,3 +104,21 @@ def test_sessions_share_one_view_per_folder_and_release_it(ctx: ServerContext) -
     assert len(ctx.folder_cache) == 1
     b.close()
     assert len(ctx.folder_cache) == 0
+
+
+def test_originating_ip_believed_only_from_trusted_proxies(tmp_path: Path) -> None:
+    import ipaddress
+
+    (tmp_path / "passwd").write_text("u:{PLAIN}p::::::\n")
+    (tmp_path / "mail").mkdir()
+    trusted = (ipaddress.ip_network("192.0.2.0/24"),)
+    ctx = ServerContext(UserDb(tmp_path / "passwd"), tmp_path / "mail", trusted_proxies=trusted)
+    line = b'i ID ("x-originating-ip" "203.0.113.9")\r\n'
+    proxied = Session(ctx, "192.0.2.10")
+    proxied.greeting()
+    proxied.receive(line)
+    assert proxied.client_ip == "203.0.113.9"
+    direct = Session(ctx, "198.51.100.7")
+    direct.greeting()
+    direct.receive(line)
+    assert direct.client_ip == "198.51.100.7"
