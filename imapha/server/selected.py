@@ -89,6 +89,11 @@ class FolderCache:
             folder.users += 1
             return folder
 
+    def get(self, path: Path) -> SharedFolder | None:
+        """The shared view of ``path`` if some session has it selected."""
+        with self._lock:
+            return self._folders.get(path)
+
     def close(self, folder: SharedFolder) -> None:
         with self._lock:
             folder.users -= 1

@@ -122,3 +122,17 @@ def test_originating_ip_believed_only_from_trusted_proxies(tmp_path: Path) -> No
     direct.greeting()
     direct.receive(line)
     assert direct.client_ip == "198.51.100.7"
+
+
+def test_status_on_a_selected_folder_does_not_hide_news(ctx: ServerContext) -> None:
+    a, b = _session(ctx), _session(ctx)
+    a.receive(b"s SELECT INBOX\r\n")
+    b.receive(b"x APPEND INBOX {5+}\r\nhello\r\n")
+    # STATUS by another session first, then by the selecting one: each sync of
+    # the shared view must still leave the news for the session to announce.
+    out = _text(b.receive(b"t STATUS INBOX (MESSAGES UIDNEXT)\r\n"))
+    assert b"* STATUS INBOX (MESSAGES 1 UIDNEXT 2)" in out
+    seen = _text(a.receive(b"t STATUS INBOX (MESSAGES UIDNEXT)\r\n"))
+    assert b"* STATUS INBOX (MESSAGES 1 UIDNEXT 2)" in seen
+    seen += _text(a.receive(b"n NOOP\r\n"))
+    assert seen.count(b"* 1 EXISTS") == 1

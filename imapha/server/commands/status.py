@@ -26,16 +26,25 @@ def status(s: Session, cmd: ClientCommand) -> Result:
     args.end()
     if not wanted:
         raise bad("STATUS needs at least one item")
-    # A Mailbox of its own even for the selected folder: syncing that one here
-    # would swallow the changes the session has yet to announce.
+    # A folder some session has selected has a shared view (a sync there bumps
+    # its generation, so no session misses a change); otherwise one of our own.
     box = open_mailbox(s, name)
-    box.sync()
-    messages = box.messages()
+    shared = s.ctx.folder_cache.get(box.path)
+    if shared is not None:
+        with shared.lock:
+            shared.sync()
+            box = shared.mailbox
+            messages = box.messages()
+            next_uid, validity = box.next_uid, box.uid_validity
+    else:
+        box.sync()
+        messages = box.messages()
+        next_uid, validity = box.next_uid, box.uid_validity
     values = {
         "MESSAGES": len(messages),
         "RECENT": 0,
-        "UIDNEXT": box.next_uid,
-        "UIDVALIDITY": box.uid_validity,
+        "UIDNEXT": next_uid,
+        "UIDVALIDITY": validity,
         "UNSEEN": sum(1 for m in messages if "\\Seen" not in m.flags),
     }
     items: list[Token] = []
