@@ -27,7 +27,7 @@ from twisted.internet.endpoints import (
     wrapClientTLS,
 )
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
-from twisted.internet.protocol import Factory, connectionDone
+from twisted.internet.protocol import ClientFactory, Factory, connectionDone
 from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.python.failure import Failure
 
@@ -163,6 +163,31 @@ class _OneShot(Factory):
         return self.proto
 
 
+class _Direct(ClientFactory):
+    """One prepared protocol over ``reactor.connectTCP``: no endpoint wrappers.
+
+    An address backend without implicit TLS (the common case) is connected
+    this way; it saves the endpoint's wrapping factory and Deferred chain on
+    every login.
+    """
+
+    noisy = False
+
+    def __init__(self, proto: BackendProtocol,
+                 result: Deferred[tuple[BackendProtocol, Outcome]]) -> None:
+        self.proto = proto
+        self.result = result
+
+    def buildProtocol(self, addr: Any) -> BackendProtocol:
+        self.proto.result.addCallback(lambda outcome: self.result.callback((self.proto, outcome)))
+        return self.proto
+
+    def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
+        if not self.result.called:
+            self.result.callback((self.proto,
+                                  Failed(f"connect failed: {reason.getErrorMessage()}")))
+
+
 def connect(reactor: Any, ref: BackendRef, login: BackendLogin,
             tls: IOpenSSLClientConnectionCreator | None,
             timeout: float) -> Deferred[tuple[BackendProtocol, Outcome]]:
@@ -170,6 +195,11 @@ def connect(reactor: Any, ref: BackendRef, login: BackendLogin,
     host, port = ref.address.host, ref.address.port
     endpoint: Any
     ip = ref.address.ip
+    if ip is not None and ref.tls != "implicit":
+        proto = BackendProtocol(login, tls, reactor, timeout)
+        direct: Deferred[tuple[BackendProtocol, Outcome]] = Deferred()
+        reactor.connectTCP(str(ip), port, _Direct(proto, direct), timeout=timeout)
+        return direct
     if ip is None:  # a DNS name: resolved (in Twisted's resolver thread) per connection
         endpoint = HostnameEndpoint(reactor, host, port, timeout=timeout)
     elif ip.version == 4:  # an address: no resolver, no thread hop

@@ -100,8 +100,14 @@ def relayable_capabilities(caps: Sequence[str]) -> tuple[str, ...]:
 
     UNAUTHENTICATE (RFC 8437) would let a client become another user on the
     pinned backend; COMPRESS would make the relay blind, so drain and kick
-    could no longer find a safe point.
+    could no longer find a safe point. Computed once per distinct list (a
+    backend sends the same one on every login).
     """
+    return _relayable(tuple(caps))
+
+
+@functools.lru_cache(maxsize=256)
+def _relayable(caps: tuple[str, ...]) -> tuple[str, ...]:
     out = []
     for cap in caps:
         upper = cap.upper()

@@ -39,6 +39,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 HEAD = 1024
 REFUSED_SUFFIX = b"-REFUSED-BY-PROXY"
@@ -97,8 +98,9 @@ class LineKind(enum.Enum):
     NONSYNC = "nonsync"  # a literal follows at once
 
 
-@dataclass(frozen=True)
-class PhysicalLine:
+class PhysicalLine(NamedTuple):
+    """One physical line (a tuple: made for every line relayed, so cheap to build)."""
+
     head: bytes  # first HEAD bytes of the logical line, CRLF stripped
     kind: LineKind
     first: bool  # the first physical line of its logical line
@@ -128,6 +130,25 @@ class Framer:
         out: list[PhysicalLine] = []
         pos, size = 0, len(data)
         while pos < size:
+            if not self.literal_left and self._first and not self._tail and not self._head:
+                # Fast path: at the start of a logical line, whole lines need no
+                # head buffer and no tail copy; only a line ending in "}" can
+                # announce a literal, so the regex runs on those alone.
+                nl = data.find(b"\n", pos)
+                if nl < 0:
+                    self._head += data[pos : pos + HEAD]
+                    self._tail = data[max(pos, size - 32) :]
+                    break
+                end = nl + 1
+                literal = None
+                if data[nl - 1 : nl] == b"}" or data[nl - 2 : nl] == b"}\r":
+                    literal = _LITERAL_AT_END.search(data, max(pos, end - 32), end)
+                if literal is None:
+                    head = data[pos : min(end, pos + HEAD)].rstrip(b"\r\n")
+                    out.append(PhysicalLine(head, LineKind.END, True, end))
+                    pos = end
+                    continue
+                # a literal follows: let the general path below keep the state
             if self.literal_left:
                 # While waiting for '+', whatever the client sends is the literal.
                 self.wait_continuation = False

@@ -142,6 +142,7 @@ class ProxyService:
         self.draining = False
         self.stopping = False
         self._drain_calls: list[Any] = []
+        self._limits_for: tuple[ProxyConfig | None, Limits] = (None, PRE_LOGIN)
         self._setup_metrics()
 
     # -- configuration helpers -----------------------------------------------------------
@@ -196,12 +197,19 @@ class ProxyService:
             allowed = any(ip in net for net in cfg.plaintext_auth_networks)
         except ValueError:
             pass
-        limits: Limits = dataclasses.replace(
-            PRE_LOGIN, max_line=cfg.max_line_length, max_literal=cfg.max_literal_size,
-            max_command=cfg.max_line_length + 2 * cfg.max_literal_size)
         return Policy(tls=listener == "imaps", starttls=listener == "imap",
                       plaintext_allowed=allowed, max_commands=cfg.max_prelogin_commands,
-                      limits=limits, relayed_mechanisms=self.relayed_mechanisms())
+                      limits=self._limits_for[1] if self._limits_for[0] is cfg
+                      else self._prelogin_limits(cfg),
+                      relayed_mechanisms=self.relayed_mechanisms())
+
+    def _prelogin_limits(self, cfg: ProxyConfig) -> Limits:
+        """The wire limits before login, built once per config (not per connection)."""
+        limits = dataclasses.replace(
+            PRE_LOGIN, max_line=cfg.max_line_length, max_literal=cfg.max_literal_size,
+            max_command=cfg.max_line_length + 2 * cfg.max_literal_size)
+        self._limits_for = (cfg, limits)
+        return limits
 
     # -- metrics ----------------------------------------------------------------------
 
