@@ -13,10 +13,14 @@ needs none.
   absent or refuses is shown ``unreachable``.
 - ``drain NODE`` posts ``/drain`` to the node's daemons in the order vipd,
   proxy, backend, dhcp (the VIPs move away first, then the services stop
-  taking new work), then follows the maintenance through to its end: it polls
-  the node's vipd ``/status`` until it is master of no VIP, then the proxy's
-  ``/status`` until no relayed session is left, printing progress, within
-  the action's ``--timeout`` (default 60 s; ``--no-wait`` skips both waits).
+  taking new work) and follows the maintenance through: after vipd it polls
+  vipd's ``/status`` until it is master of no VIP (so the proxy stops
+  listening only once clients reach the other node), after the proxy it polls
+  the proxy's ``/status`` until no relayed session is left (they end at safe
+  points after the proxy's ``drain_grace``; draining the embedded backend
+  first would cut them with ``BYE``), printing progress, all within the
+  action's ``--timeout`` (default 60 s; ``--no-wait`` posts without waiting).
+  A wait that runs out does not stop the drain: the rest is still drained.
 - ``undrain NODE`` posts ``/undrain`` in the reverse order, then waits until
   every daemon of the node answers ``GET /ready`` with 200 and, when its vipd
   reports VIPs, until it is master again of the VIPs whose home it is.
@@ -359,23 +363,31 @@ def _drain(config: ClusterConfig, action: str, node: str, timeout: float, out: T
                              wait=wait)
     if action == "undrain":
         rows.reverse()
+    names = {str(config.node(n).address): n for n in config.node_names}
+    waiter = None if wait is None else _Waiter(node, out, timeout, wait, names)
     ok = True
+    arrived = True
     answered: list[Row] = []
     for row in rows:
+        held = waiter.held(row) if waiter is not None and action == "drain" else []
         success, text = _post(row, f"/{action}", None, timeout)
         ok = ok and success
-        if success:
-            answered.append(row)
         out.write(f"{row.node}  {row.role:<8} {text}\n")
         out.flush()
-    arrived = True
-    if wait is not None:
-        waiter = _Waiter(node, out, timeout, time.monotonic() + wait, wait)
-        if action == "drain":
-            arrived = waiter.drained(answered)
-        else:
-            home = [v.name for v in config.vips if v.home == node]
-            arrived = waiter.undrained(answered, home)
+        if not success:
+            continue
+        answered.append(row)
+        # Drain: each step waits for the one before it to take effect, so the VIPs are
+        # elsewhere before the proxy stops listening, and the proxy's sessions have
+        # ended at their safe points before the backend they may use is drained.
+        if waiter is not None and action == "drain":
+            if row.role == "vipd":
+                arrived = waiter.vips_gone(row, held) and arrived
+            elif row.role == "proxy":
+                arrived = waiter.sessions_end(row) and arrived
+    if waiter is not None and action == "undrain":
+        home = [v.name for v in config.vips if v.home == node]
+        arrived = waiter.undrained(answered, home)
     if not ok:
         return EXIT_FAILED
     return EXIT_OK if arrived else EXIT_TIMEOUT
@@ -384,14 +396,15 @@ def _drain(config: ClusterConfig, action: str, node: str, timeout: float, out: T
 class _Waiter:
     """Polls a node's daemons after drain/undrain until it gets there or time is up."""
 
-    def __init__(self, node: str, out: TextIO, timeout: float, deadline: float,
-                 budget: float) -> None:
+    def __init__(self, node: str, out: TextIO, timeout: float, budget: float,
+                 names: dict[str, str] | None = None) -> None:
         self.node = node
+        self.names = names or {}
         self.out = out
         self.timeout = timeout
-        self.deadline = deadline
         self.budget = budget
         self.started = time.monotonic()
+        self.deadline = self.started + budget
 
     def say(self, what: str, text: str) -> None:
         self.out.write(f"{self.node}  {what:<8} {text}\n")
@@ -421,19 +434,21 @@ class _Waiter:
             return None
         return [v for v in vips if isinstance(v, dict)]
 
-    def drained(self, rows: Sequence[Row]) -> bool:
-        by_role = {r.role: r for r in rows}
-        ok = True
-        vipd = by_role.get("vipd")
-        if vipd is not None:
-            ok = self._vips_gone(vipd)
-        proxy = by_role.get("proxy")
-        if proxy is not None:
-            ok = self._sessions_end(proxy) and ok
-        return ok
+    def held(self, vipd: Row) -> list[str]:
+        """The VIPs ``vipd`` is master of now (none if it cannot tell)."""
+        if vipd.role != "vipd":
+            return []
+        vips = self._vips(self._status(vipd)) or []
+        return [str(v.get("name")) for v in vips if v.get("state") == "master"]
 
-    def _vips_gone(self, vipd: Row) -> bool:
+    def vips_gone(self, vipd: Row, before: Sequence[str]) -> bool:
+        """Wait until ``vipd`` is master of no VIP and another node is of those it held.
+
+        ``before``: the VIPs it held before the drain. vipd's ``/status`` names
+        the master it hears from for each VIP; a VIP nobody advertises is down.
+        """
         held: list[str] = []
+        orphans: list[str] = []
         announced = False
         while True:
             vips = self._vips(self._status(vipd))
@@ -443,20 +458,33 @@ class _Waiter:
                     return False
                 return True  # a vipd that reports no VIPs: nothing to follow
             held = [str(v.get("name")) for v in vips if v.get("state") == "master"]
-            if not held:
-                if announced:
-                    self.say("vips", f"moved away after {self._took()}")
+            masters = {str(v.get("name")): v.get("master") for v in vips}
+            orphans = [name for name in before if not masters.get(name)]
+            if not held and not orphans:
+                if before:
+                    where = ", ".join(f"{name} to {self._who(masters[name])}"
+                                      for name in before)
+                    self.say("vips", f"moved {where} after {self._took()}")
+                elif vips and not announced:
+                    self.say("vips", "none held here")
                 return True
             if not announced:
-                self.say("vips", f"waiting for {', '.join(held)} to move to another node")
+                self.say("vips", f"waiting for {', '.join(held or orphans)} to move to another "
+                                 "node")
                 announced = True
             if not self._poll():
                 break
-        self.say("vips", f"still master of {', '.join(held)} after {self.budget:g} s "
-                         "(is another node up and not drained?)")
+        if held:
+            self.say("vips", f"still master of {', '.join(held)} after {self.budget:g} s")
+        if orphans:
+            self.say("vips", f"{', '.join(orphans)} held by no node after {self.budget:g} s: "
+                             "no other node takes over (all drained or down?)")
         return False
 
-    def _sessions_end(self, proxy: Row) -> bool:
+    def _who(self, address: object) -> str:
+        return self.names.get(str(address), str(address))
+
+    def sessions_end(self, proxy: Row) -> bool:
         left = -1
         said_at = 0.0
         while True:
@@ -478,8 +506,8 @@ class _Waiter:
             left = count
             if not self._poll():
                 break
-        self.say("sessions", f"{left} still open after {self.budget:g} s; they go on "
-                             "(imapha ctl kick USER, or stop the proxy, to end them)")
+        self.say("sessions", f"{left} still open after {self.budget:g} s (the proxy ends "
+                             "them after its drain_grace)")
         return False
 
     def undrained(self, rows: Sequence[Row], home: Sequence[str]) -> bool:
