@@ -15,6 +15,7 @@ from ipaddress import IPv4Address
 from dhcp.store import (
     BLOCKING,
     ClientKey,
+    FailoverRecord,
     Lease,
     LeaseConflict,
     LeaseState,
@@ -29,6 +30,13 @@ from dhcp.store import (
 class MemoryStore:
     def __init__(self) -> None:
         self._rows: dict[IPv4Address, Lease] = {}
+        self._failover: dict[str, FailoverRecord] = {}
+
+    def save_failover(self, record: FailoverRecord) -> None:
+        self._failover[record.node] = record
+
+    def load_failover(self, node: str) -> FailoverRecord | None:
+        return self._failover.get(node)
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from dhcp.store import (
     ClientKey,
+    FailoverRecord,
     Lease,
     LeaseConflict,
     LeaseState,
@@ -60,6 +61,13 @@ CREATE TABLE IF NOT EXISTS leases (
     hostname TEXT
 );
 CREATE INDEX IF NOT EXISTS leases_by_client ON leases (client);
+CREATE TABLE IF NOT EXISTS failover (
+    node       TEXT PRIMARY KEY,
+    state      TEXT NOT NULL,
+    since      REAL NOT NULL,
+    peer_state TEXT NOT NULL,
+    peer_seen  REAL
+);
 """
 
 _COLUMNS = "address, client, hwaddr, state, starts, expires, hostname"
@@ -265,6 +273,25 @@ class SQLiteStore:
             if row is not None:
                 self._write(row)
         return row is not None
+
+    def save_failover(self, record: FailoverRecord) -> None:
+        with self._transaction("FULL"):
+            self._db.execute(
+                "INSERT OR REPLACE INTO failover (node, state, since, peer_state, peer_seen)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (record.node, record.state, record.since, record.peer_state, record.peer_seen),
+            )
+
+    def load_failover(self, node: str) -> FailoverRecord | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT node, state, since, peer_state, peer_seen FROM failover WHERE node = ?",
+                (node,),
+            ).fetchone()
+        if row is None:
+            return None
+        return FailoverRecord(row[0], row[1], float(row[2]), row[3],
+                              None if row[4] is None else float(row[4]))
 
     def close(self) -> None:
         with self._lock:

@@ -87,6 +87,22 @@ class PoolUsage:
         return self.total - self.bound - self.offered - self.declined
 
 
+@dataclass(frozen=True, slots=True)
+class FailoverRecord:
+    """A node's failover state as persisted in its store (ISC keeps it in its lease file).
+
+    ``state`` is a :class:`dhcp.failover.State` value; ``peer_state`` what this node
+    last knew of its peer (its failover state, or ``unknown``); ``peer_seen`` when
+    the peer link was last up (None: never).
+    """
+
+    node: str
+    state: str
+    since: float
+    peer_state: str
+    peer_seen: float | None
+
+
 class LeaseConflict(Exception):
     """The address is held or quarantined for someone else; nothing was written."""
 
@@ -167,6 +183,14 @@ class LeaseStore(Protocol):
         Raises :class:`LeaseConflict` (writing nothing) when ``lease`` would take an
         address another client holds here.
         """
+        ...
+
+    def save_failover(self, record: FailoverRecord) -> None:
+        """Persist ``record`` (durable before it returns), replacing the node's last one."""
+        ...
+
+    def load_failover(self, node: str) -> FailoverRecord | None:
+        """The last record saved for ``node``, or None."""
         ...
 
     def close(self) -> None: ...

@@ -29,9 +29,14 @@ FACTORIES: dict[str, Factory] = {
 }
 
 
-@pytest.fixture(params=sorted(FACTORIES))
+@pytest.fixture(params=[*sorted(FACTORIES), "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LeaseStore]:
-    made = FACTORIES[request.param](tmp_path)
+    if request.param == "postgresql":
+        from dhcp.pg_store import PgStore
+
+        made: LeaseStore = PgStore(request.getfixturevalue("pg_dsn"))
+    else:
+        made = FACTORIES[request.param](tmp_path)
     yield made
     made.close()
 
