@@ -15,9 +15,16 @@
    server run by this script (Dovecot would need one process per session),
    RSS growth of the proxy process divided by N.
 
+The proxy's CPU time per login (parent and workers, user + system, from
+/proc) is printed with the login figures; FETCH through imapha is measured
+on the cleartext port and, separately, with the client on implicit TLS
+(``imaps``; the backend side stays cleartext).
+
 Run: ``.venv/bin/python -m bench.proxy_bench`` (about 4 minutes, as root or
 not; needs dovecot, and haproxy/nginx for their baselines). Options:
-``--seconds S`` per login run, ``--sessions N``, ``--fetch-mb M``.
+``--seconds S`` per login run, ``--sessions N``, ``--fetch-mb M``,
+``--workers N`` (imapha's ``[proxy] workers``; memory then sums every
+worker's RSS).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -105,12 +113,15 @@ def login_bench(port: int, seconds: float, label: str) -> tuple[float, float, fl
     return rate, s.median, s.p99
 
 
-def login_compare(ports: dict[str, int], seconds: float,
-                  rounds: int) -> dict[str, tuple[float, float, float, list[float]]]:
+def login_compare(ports: dict[str, int], seconds: float, rounds: int,
+                  cpu_pids: dict[str, list[int]] | None = None,
+                  ) -> dict[str, tuple[float, float, float, list[float]]]:
     """Interleaved short runs (A B, B A, ...): neighbours' load hits both alike.
 
-    Returns per label: overall rate, p50, p99, and the per-round rates.
+    Returns per label: overall rate, p50, p99, and the per-round rates. For the
+    labels in ``cpu_pids`` the CPU those processes spent per login is printed.
     """
+    cpu: dict[str, float] = {}
     for port in ports.values():
         asyncio.run(_login_run(port, 1.0))
     done: dict[str, tuple[int, float, list[float], list[float]]] = {
@@ -119,7 +130,11 @@ def login_compare(ports: dict[str, int], seconds: float,
     for r in range(rounds):
         for label in labels if r % 2 == 0 else labels[::-1]:
             t0 = time.perf_counter()
+            pids = (cpu_pids or {}).get(label)
+            c0 = cpu_seconds(pids) if pids else 0.0
             rate, lat, _errors = asyncio.run(_login_run(ports[label], seconds / rounds))
+            if pids:
+                cpu[label] = cpu.get(label, 0.0) + cpu_seconds(pids) - c0
             n, t, all_lat, rates = done[label]
             done[label] = (n + len(lat), t + time.perf_counter() - t0, all_lat + lat,
                            [*rates, rate])
@@ -130,12 +145,16 @@ def login_compare(ports: dict[str, int], seconds: float,
         print(f"  logins {label}: {n / t:,.0f}/s (rounds: "
               f"{', '.join(f'{x:.0f}' for x in rates)}), p50 {s.median * 1000:.1f} ms, "
               f"p99 {s.p99 * 1000:.1f} ms", flush=True)
+        if label in cpu and n:
+            print(f"  {label} CPU per login: {cpu[label] / n * 1000:.2f} ms", flush=True)
     return out
 
 
-def fetch_once(port: int, user: str) -> float:
+def fetch_once(port: int, user: str, tls: ssl.SSLContext | None = None) -> float:
     """Seconds for FETCH 1 BODY.PEEK[] of the user's only message."""
-    with socket.create_connection(("127.0.0.1", port)) as sock:
+    raw = socket.create_connection(("127.0.0.1", port))
+    sock = raw if tls is None else tls.wrap_socket(raw, server_hostname="localhost")
+    with sock:
         buf = bytearray(1 << 20)
         view = memoryview(buf)
 
@@ -315,14 +334,14 @@ async def _hold_sessions(port: int, count: int) -> list[asyncio.StreamWriter]:
     return writers
 
 
-def memory_per_session(port: int, pid: int, count: int) -> float:
+def memory_per_session(port: int, pids: list[int], count: int) -> float:
     async def run() -> float:
         warm = await _hold_sessions(port, 50)
         await asyncio.sleep(1.0)
-        before = rss_bytes(pid)
+        before = sum(rss_bytes(pid) for pid in pids)
         writers = await _hold_sessions(port, count)
         await asyncio.sleep(2.0)
-        after = rss_bytes(pid)
+        after = sum(rss_bytes(pid) for pid in pids)
         for w in writers + warm:
             w.close()
         await asyncio.sleep(0.5)
@@ -348,12 +367,28 @@ def put_big_message(server: DovecotServer, user: str, size: int) -> None:
     os.chown(server.maildir_root / user, server.mail_uid, server.mail_gid)
 
 
-def start_imapha(workdir: Path, certs: Certs, backend_port: int, name: str) -> ProxyProcess:
+def proxy_pids(proxy: ProxyProcess) -> list[int]:
+    """The daemon's pid and its workers' (workers > 1)."""
+    return [proxy.pid, *(int(w["pid"]) for w in proxy.status().get("workers", ()))]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far, from /proc."""
+    ticks = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def start_imapha(workdir: Path, certs: Certs, backend_port: int, name: str,
+                 workers: int = 1) -> ProxyProcess:
     directory = workdir / name
     directory.mkdir()
     extra = ('plaintext_auth_networks = ["127.0.0.0/8"]\nauth_penalty_max = "0s"\n'
              "max_connections = 20000\nmax_connections_per_ip = 20000\n"
-             'health_interval = "2s"\nhealth_timeout = "2s"')
+             f'health_interval = "2s"\nhealth_timeout = "2s"\nworkers = {workers}')
     cfg = proxy_config(directory, [("d0", "127.0.0.1", backend_port)], certs, extra=extra)
     text = cfg.read_text().replace('health_interval = "300ms"\n', "").replace(
         'health_timeout = "300ms"\n', "")
@@ -366,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--sessions", type=int, default=5000)
     parser.add_argument("--fetch-mb", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--skip", action="append", default=[],
                         choices=["logins", "fetch", "memory"])
     args = parser.parse_args(argv)
@@ -379,13 +415,14 @@ def main(argv: list[str] | None = None) -> int:
     dovecot = be.servers[0]
     proxies: list[ProxyProcess] = []
     try:
-        proxy = start_imapha(workdir, certs, dovecot.imap_port, "imapha")
+        proxy = start_imapha(workdir, certs, dovecot.imap_port, "imapha", args.workers)
         proxies.append(proxy)
-        print(f"# {WORKERS} workers, Dovecot {dovecot.imap_port}, imapha {proxy.imap_port}",
-              flush=True)
+        print(f"# {WORKERS} client tasks, Dovecot {dovecot.imap_port}, imapha {proxy.imap_port} "
+              f"(workers = {args.workers}); load average {os.getloadavg()[0]:.1f}", flush=True)
         if "logins" not in args.skip:
             cmp = login_compare({"direct Dovecot": dovecot.imap_port,
-                                 "imapha": proxy.imap_port}, args.seconds * 2, 6)
+                                 "imapha": proxy.imap_port}, args.seconds * 2, 6,
+                                cpu_pids={"imapha": proxy_pids(proxy)})
             direct, ours = cmp["direct Dovecot"], cmp["imapha"]
             ratios = [a / b for a, b in zip(ours[3], direct[3], strict=True) if b]
             print(f"  per-round ratios imapha/direct: {', '.join(f'{x:.2f}' for x in ratios)}; "
@@ -417,11 +454,15 @@ def main(argv: list[str] | None = None) -> int:
             put_big_message(dovecot, "big", size)
             fetch_once(dovecot.imap_port, "big")  # warm the page cache
             with haproxy(dovecot.imap_port, workdir) as (hport, _pid):
-                rows: dict[str, list[float]] = {"direct": [], "imapha": [], "haproxy": []}
+                rows: dict[str, list[float]] = {"direct": [], "imapha": [], "imapha TLS": [],
+                                                "haproxy": []}
+                tls = certs.client_context()
                 for _ in range(5):
                     for label, port in (("direct", dovecot.imap_port),
-                                        ("imapha", proxy.imap_port), ("haproxy", hport)):
-                        rows[label].append(size / fetch_once(port, "big") / 1e6)
+                                        ("imapha", proxy.imap_port),
+                                        ("imapha TLS", proxy.imaps_port), ("haproxy", hport)):
+                        secure = tls if label == "imapha TLS" else None
+                        rows[label].append(size / fetch_once(port, "big", secure) / 1e6)
             # Best of 5, interleaved: on a shared machine the best run is the one
             # least disturbed by neighbours; the medians are printed too.
             best = {k: summarize(v).maximum for k, v in rows.items()}
@@ -432,6 +473,9 @@ def main(argv: list[str] | None = None) -> int:
                           best["direct"], "MB/s", "direct Dovecot"))
             report(Result(f"FETCH {args.fetch_mb} MB throughput", best["imapha"],
                           best["haproxy"], "MB/s", "HAProxy tcp"))
+            report(Result(f"FETCH {args.fetch_mb} MB throughput, client on TLS",
+                          best["imapha TLS"], best["direct"], "MB/s",
+                          "direct Dovecot (cleartext)"))
         if "memory" not in args.skip:
             port_box: list[int] = []
             ready, stop = threading.Event(), threading.Event()
@@ -439,11 +483,12 @@ def main(argv: list[str] | None = None) -> int:
                                     daemon=True)
             stub.start()
             ready.wait(10)
-            stub_proxy = start_imapha(workdir, certs, port_box[0], "imapha-mem")
+            stub_proxy = start_imapha(workdir, certs, port_box[0], "imapha-mem", args.workers)
             proxies.append(stub_proxy)
-            ours_mem = memory_per_session(stub_proxy.imap_port, stub_proxy.pid, args.sessions)
+            ours_mem = memory_per_session(stub_proxy.imap_port, proxy_pids(stub_proxy),
+                                          args.sessions)
             with haproxy(port_box[0], workdir) as (hport, hpid):
-                theirs_mem = memory_per_session(hport, hpid, args.sessions)
+                theirs_mem = memory_per_session(hport, [hpid], args.sessions)
             stop.set()
             print(f"  idle sessions: {args.sessions}", flush=True)
             report(Result("memory per idle logged-in session", ours_mem / 1024,
