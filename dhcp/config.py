@@ -12,6 +12,8 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from dhcp.network import Pool, ServerConfig, Subnet
+from dhcp.sqlite_store import SQLiteStore
+from dhcp.store import LeaseStore
 from imapha.config import ClusterConfig, NodeConfig
 
 
@@ -78,4 +80,19 @@ def server_config(cluster: ClusterConfig, node: str) -> ServerConfig:
 def store_path(lease_db: str) -> Path:
     if lease_db.startswith("sqlite://"):
         return Path(lease_db[len("sqlite://"):])
-    raise DhcpConfigError("dhcp.lease_db: only sqlite:// is implemented (PostgreSQL is not yet)")
+    raise DhcpConfigError("dhcp.lease_db: sqlite:///path or postgresql://... expected")
+
+
+def is_postgresql(lease_db: str) -> bool:
+    return lease_db.startswith(("postgresql://", "postgres://"))
+
+
+def open_store(lease_db: str) -> LeaseStore:
+    """The store ``lease_db`` names: ``sqlite:///path`` or a ``postgresql://`` URI."""
+    if is_postgresql(lease_db):
+        from dhcp.pg_store import PgStore
+
+        return PgStore(lease_db)
+    path = store_path(lease_db)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return SQLiteStore(path)

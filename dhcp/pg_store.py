@@ -115,7 +115,6 @@ class PgStore:
             raise RuntimeError("dhcp.lease_db: PostgreSQL needs the psycopg package "
                                "(pip install 'imapha[pg]')") from exc
         self._errors = psycopg.errors
-        self.dsn = dsn
         self._lock = threading.RLock()
         self._in_batch = False
         try:

@@ -48,7 +48,7 @@ from twisted.python.failure import Failure
 
 from dhcp import metrics as m
 from dhcp.actions import Commit, Decline, Handled, Ingress, Probe, Release, Reply
-from dhcp.config import DhcpConfigError, dhcp_nodes, peer_of, server_config, store_path
+from dhcp.config import DhcpConfigError, dhcp_nodes, open_store, peer_of, server_config
 from dhcp.failover import Failover, IllegalTransition, Mode, State
 from dhcp.logic import Server
 from dhcp.options import DecodeError, MessageType
@@ -56,8 +56,7 @@ from dhcp.packet import ZERO, Packet, decode, encode
 from dhcp.peer import PeerDown, PeerLink
 from dhcp.peerproto import PeerProtocolError, lease_from_wire, lease_to_wire
 from dhcp.registrations import Registrations, load
-from dhcp.sqlite_store import SQLiteStore
-from dhcp.store import Lease, LeaseConflict, LeaseState
+from dhcp.store import Lease, LeaseConflict, LeaseState, LeaseStore
 from dhcp.udp import Datagram, Transport, interface_addresses
 from imapha.control import ControlError, JsonObject, Verb
 from imapha.daemon import DaemonContext, ServiceBase
@@ -107,7 +106,7 @@ class DhcpService(ServiceBase):
         self.mode = Mode(section.mode)
         self.index = dhcp_nodes(ctx.config).index(ctx.node)
         self.pools = tuple(pool for subnet in self.config.subnets for pool in subnet.pools)
-        self.store: SQLiteStore | None = None
+        self.store: LeaseStore | None = None
         self.server: Server | None = None
         self.failover: Failover | None = None
         self.peer: PeerLink | None = None
@@ -138,9 +137,7 @@ class DhcpService(ServiceBase):
         return defer.succeed(None)
 
     def _start(self) -> None:
-        path = store_path(self.section.lease_db)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.store = SQLiteStore(path)
+        self.store = open_store(self.section.lease_db)
         fresh = next(iter(self.store.leases()), None) is None
         registrations = Registrations()
         if self.section.registrations is not None:
@@ -584,7 +581,7 @@ class DhcpService(ServiceBase):
                  "vipd: this node's role for the DHCP VIP {vip, state}"),
         )
 
-    def _require(self) -> tuple[SQLiteStore, Failover]:
+    def _require(self) -> tuple[LeaseStore, Failover]:
         if self.store is None or self.failover is None:
             raise ControlError(HTTPStatus.CONFLICT, "dhcp is not running")
         return self.store, self.failover

@@ -10,6 +10,7 @@ and removes the directory.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -92,10 +93,8 @@ class PgCluster:
             try:
                 self._run(self.pg_ctl, "-D", str(self.data), "-m", "immediate", "-w", "stop")
             except subprocess.SubprocessError:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(self.pid, 9)
-                except ProcessLookupError:
-                    pass
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
                 try:

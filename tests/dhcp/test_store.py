@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 from dhcp.memory_store import MemoryStore
 from dhcp.sqlite_store import SQLiteStore
-from dhcp.store import Lease, LeaseConflict, LeaseState, LeaseStore, client_key
+from dhcp.store import FailoverRecord, Lease, LeaseConflict, LeaseState, LeaseStore, client_key
 
 A = IPv4Address("192.0.2.10")
 B = IPv4Address("192.0.2.11")
@@ -274,3 +275,136 @@ def test_merge_refuses_a_second_holder_and_writes_nothing(store: LeaseStore) -> 
     assert store.merge(_bound(A, ALICE, T0, T0 + 600), T0 + 700) is False
     lease = store.get(A)
     assert lease is not None and lease.client == BOB
+
+
+# -- failover state ------------------------------------------------------------------
+
+
+def test_failover_record_is_kept_per_node_and_replaced(store: LeaseStore) -> None:
+    assert store.load_failover("a") is None
+    first = FailoverRecord("a", "normal", T0, "normal", T0)
+    store.save_failover(first)
+    store.save_failover(FailoverRecord("b", "startup", T0, "unknown", None))
+    assert store.load_failover("a") == first
+    later = FailoverRecord("a", "partner-down", T0 + 5, "unknown", T0 + 1)
+    store.save_failover(later)
+    assert store.load_failover("a") == later
+    assert store.load_failover("b") == FailoverRecord("b", "startup", T0, "unknown", None)
+
+
+def test_sqlite_failover_record_survives_reopening(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "leases.db")
+    record = FailoverRecord("a", "partner-down", T0, "unknown", T0 - 3)
+    store.save_failover(record)
+    store.close()
+    again = SQLiteStore(tmp_path / "leases.db")
+    assert again.load_failover("a") == record
+    again.close()
+
+
+# -- PostgreSQL specifics -------------------------------------------------------------
+
+
+def test_pg_schema_refuses_two_rows_for_one_address(pg_dsn: str) -> None:
+    import psycopg
+
+    from dhcp.pg_store import PgStore
+
+    PgStore(pg_dsn).close()
+    row = (int(A), ALICE, HW, "bound", T0, T0 + 10, None)
+    insert = "INSERT INTO dhcp_leases VALUES (%s, %s, %s, %s, %s, %s, %s)"
+    with psycopg.connect(pg_dsn, autocommit=True) as db:
+        db.execute(insert, row)
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            db.execute(insert, (*row[:1], BOB, *row[2:]))
+        with pytest.raises(psycopg.errors.CheckViolation):
+            db.execute("UPDATE dhcp_leases SET state = 'stolen'")
+
+
+def test_pg_two_servers_cannot_both_take_an_address(pg_dsn: str) -> None:
+    from dhcp.pg_store import PgStore
+
+    one, two = PgStore(pg_dsn), PgStore(pg_dsn)
+    one.commit(A, ALICE, HW, starts=T0, expires=T0 + 60, hostname=None)
+    with pytest.raises(LeaseConflict) as info:
+        two.commit(A, BOB, HW, starts=T0 + 1, expires=T0 + 60, hostname=None)
+    assert info.value.holder.client == ALICE
+    with pytest.raises(LeaseConflict):
+        two.reserve(A, BOB, HW, now=T0 + 1, until=T0 + 31)
+    one.close()
+    two.close()
+
+
+def test_pg_two_writers_racing_for_the_same_addresses(pg_dsn: str) -> None:
+    """Two servers (connections, threads) commit the same 40 fresh addresses at once:
+    exactly one commit per address succeeds, and the table names its client."""
+    from dhcp.pg_store import PgStore
+
+    addresses = [IPv4Address(int(A) + i) for i in range(40)]
+    stores = [PgStore(pg_dsn), PgStore(pg_dsn)]
+    clients = [ALICE, BOB]
+    barrier = threading.Barrier(2, timeout=30)
+    won: list[list[IPv4Address]] = [[], []]
+    lost: list[list[IPv4Address]] = [[], []]
+
+    def writer(index: int) -> None:
+        barrier.wait()
+        for address in addresses:
+            try:
+                stores[index].commit(address, clients[index], HW, starts=T0,
+                                     expires=T0 + 600, hostname=None)
+                won[index].append(address)
+            except LeaseConflict:
+                lost[index].append(address)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert sorted(won[0] + won[1]) == addresses  # every address taken exactly once
+    assert not set(won[0]) & set(won[1])
+    for index in (0, 1):
+        assert set(lost[index]) == set(won[1 - index])
+        for address in won[index]:
+            lease = stores[1 - index].get(address)
+            assert lease is not None and lease.client == clients[index]
+    for store in stores:
+        store.close()
+
+
+def test_pg_batch_is_durable_at_its_end_and_not_before(pg_dsn: str) -> None:
+    from dhcp.pg_store import PgStore
+
+    store, reader = PgStore(pg_dsn), PgStore(pg_dsn)
+    with store.batch():
+        store.commit(A, ALICE, HW, starts=T0, expires=T0 + 100, hostname=None)
+        store.reserve(B, BOB, HW, now=T0, until=T0 + 30)
+        assert reader.get(A) is None  # not committed yet: no reply may go out
+    assert reader.get(A) is not None and reader.get(B) is not None
+    with pytest.raises(RuntimeError), store.batch():
+        store.release(A, ALICE, T0 + 1)
+        raise RuntimeError("the I/O layer failed mid-batch")
+    lease = reader.get(A)
+    assert lease is not None and lease.state is LeaseState.BOUND  # the whole batch undone
+    store.close()
+    reader.close()
+
+
+def test_pg_commit_survives_the_writer_dying(pg_dsn: str) -> None:
+    """A commit that returned is in the database even if its process is killed after."""
+    code = (
+        "import os, ipaddress\n"
+        "from dhcp.pg_store import PgStore\n"
+        f"s = PgStore({pg_dsn!r})\n"
+        f"s.commit(ipaddress.IPv4Address({str(A)!r}), {ALICE!r}, b'', starts={T0}, "
+        f"expires={T0 + 60}, hostname=None)\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    from dhcp.pg_store import PgStore
+
+    store = PgStore(pg_dsn)
+    assert store.get(A) is not None and store.get(A).client == ALICE  # type: ignore[union-attr]
+    store.close()
