@@ -8,13 +8,18 @@ with Dovecot. Only 26 keywords fit in file names; a 27th is refused with
 ``KeywordLimit`` (the IMAP layer answers ``NO [LIMIT]``) rather than silently
 dropped. Indexes are never renumbered, since files on disk refer to them.
 Writers add names under ``dovecot-keywords.lock`` after re-reading the file,
-so two writers adding different names each keep the other's.
+so two writers adding different names each keep the other's. After a rewrite
+the file's whole-second mtime is made to grow (Dovecot notices a change of
+this file only by it).
 """
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from imapha.maildir.fsops import DEFAULT_LOCK_TIMEOUT, FileSystem, Perms
@@ -99,8 +104,10 @@ def add(fs: FileSystem, maildir: Path, names: Iterable[str], perms: Perms,
     current = read(fs, maildir)
     if all(current.index(n) is not None for n in wanted):
         return current
-    with fs.dotlock(maildir / FILENAME, timeout=timeout, perms=perms) as lock:
+    path = maildir / FILENAME
+    with fs.dotlock(path, timeout=timeout, perms=perms) as lock:
         current = read(fs, maildir)
+        old = _stat(fs, path)
         table = dict(current.table)
         for name in wanted:
             if current.index(name) is not None:
@@ -111,5 +118,28 @@ def add(fs: FileSystem, maildir: Path, names: Iterable[str], perms: Perms,
             table[free] = name
         result = Keywords(table)
         lock.verify()
-        fs.write_atomic(maildir / FILENAME, render(result), perms)
+        fs.write_atomic(path, render(result), perms)
+        _mtime_grows(fs, path, old)
         return result
+
+
+def _stat(fs: FileSystem, path: Path) -> os.stat_result | None:
+    try:
+        return fs.retry_estale(partial(fs.stat, path))
+    except FileNotFoundError:
+        return None
+
+
+def _mtime_grows(fs: FileSystem, path: Path, old: os.stat_result | None) -> None:
+    """Make the new file's whole-second mtime greater than the old one's.
+
+    Dovecot re-reads ``dovecot-keywords`` only when its mtime, in whole seconds,
+    differs from the one it last read (its own writers push the mtime forward a
+    second when needed): a rewrite in the same second would leave it showing
+    ``unknown-N``. Done under the keywords lock, right after the rename.
+    """
+    if old is None:
+        return
+    new = _stat(fs, path)
+    if new is not None and int(new.st_mtime) <= int(old.st_mtime):
+        os.utime(path, (time.time(), int(old.st_mtime) + 1))

@@ -34,7 +34,6 @@ change from another.
 from __future__ import annotations
 
 import bisect
-import contextlib
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -46,7 +45,6 @@ from imapha.maildir import keywords as kw
 from imapha.maildir.folders import FolderError
 from imapha.maildir.mailbox import Mailbox, Message, MessageExpunged, StoreMode
 from imapha.server.errors import bad
-from imapha.server.flags import keywords_mtime_grows
 
 __all__ = ["SYSTEM_FLAGS", "FolderCache", "Selected", "SharedFolder", "flag_list"]
 
@@ -143,9 +141,7 @@ class Selected:
     # -- the store, under the folder's lock ---------------------------------------------
     def store(self, uid: int, flags: Iterable[str], keywords: Iterable[str],
               mode: StoreMode) -> Message:
-        keywords = frozenset(keywords)
-        guard = keywords_mtime_grows(self.path) if keywords else contextlib.nullcontext()
-        with self.folder.lock, guard:
+        with self.folder.lock:
             msg = self.mailbox.store(uid, flags, keywords, mode)
             self.folder.generation += 1
             self.note_flags(msg)

@@ -41,3 +41,15 @@ def test_twenty_seventh_keyword_is_refused_and_nothing_written(tmp_path: Path) -
 def test_invalid_keywords_refused(tmp_path: Path, bad: str) -> None:
     with pytest.raises(ValueError):
         kw.add(FileSystem(), tmp_path, [bad], Perms())
+
+
+def test_each_rewrite_moves_the_whole_second_mtime_forward(tmp_path: Path) -> None:
+    # Dovecot re-reads dovecot-keywords only when int(mtime) changes: three
+    # rewrites within one second must give three different whole seconds.
+    fs = FileSystem()
+    seconds = []
+    for name in ("one", "two", "three"):
+        kw.add(fs, tmp_path, [name], Perms())
+        seconds.append(int((tmp_path / kw.FILENAME).stat().st_mtime))
+    assert seconds[0] < seconds[1] < seconds[2]
+    assert kw.read(fs, tmp_path).table == {0: "one", 1: "two", 2: "three"}

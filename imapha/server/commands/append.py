@@ -18,7 +18,7 @@ from imapha.maildir.keywords import KeywordLimit
 from imapha.maildir.mailbox import Mailbox
 from imapha.server.args import Args
 from imapha.server.errors import bad, no
-from imapha.server.flags import keywords_mtime_grows, parse_flags
+from imapha.server.flags import parse_flags
 from imapha.server.imapdate import parse_internaldate
 from imapha.server.session import Ok, Result, Session
 
@@ -52,8 +52,7 @@ def append(s: Session, cmd: ClientCommand) -> Result:
     except FolderError:
         raise no("Mailbox does not exist", "TRYCREATE") from None
     try:
-        with keywords_mtime_grows(box.path):
-            uid = box.append(data_tok.value, system, keywords, internaldate=date)
+        uid = box.append(data_tok.value, system, keywords, internaldate=date)
     except KeywordLimit:
         raise no("Too many keywords in this mailbox", "LIMIT") from None
     box.sync()

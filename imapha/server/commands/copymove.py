@@ -16,7 +16,6 @@ from imapha.maildir.folders import FolderError
 from imapha.maildir.mailbox import Mailbox
 from imapha.server.args import Args
 from imapha.server.errors import no
-from imapha.server.flags import keywords_mtime_grows
 from imapha.server.session import Ok, Result, Session
 
 
@@ -54,8 +53,7 @@ def _copy(s: Session, cmd: ClientCommand, *, uid: bool, move: bool) -> Result:
         if uid:
             return Ok("No messages")
         raise no("Messages were expunged", "EXPUNGEISSUED")
-    with keywords_mtime_grows(dest.path):
-        pairs = sel.copy(wanted, dest)
+    pairs = sel.copy(wanted, dest)
     dest.sync()
     code = None
     if pairs:
