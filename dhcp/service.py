@@ -32,6 +32,7 @@ The service wires the pure parts together and owns all the I/O:
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import os
 import time
@@ -47,7 +48,7 @@ from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
 from dhcp import metrics as m
-from dhcp.actions import Commit, Decline, Handled, Ingress, Probe, Release, Reply
+from dhcp.actions import Commit, Decline, Handled, Ingress, Probe, Release, Reply, apply
 from dhcp.config import DhcpConfigError, dhcp_nodes, open_store, peer_of, server_config
 from dhcp.failover import Failover, IllegalTransition, Mode, State
 from dhcp.logic import Server
@@ -55,6 +56,7 @@ from dhcp.options import DecodeError, MessageType
 from dhcp.packet import ZERO, Packet, decode, encode
 from dhcp.peer import PeerDown, PeerLink
 from dhcp.peerproto import PeerProtocolError, lease_from_wire, lease_to_wire
+from dhcp.probe import Prober
 from dhcp.registrations import Registrations, load
 from dhcp.store import Lease, LeaseConflict, LeaseState, LeaseStore
 from dhcp.udp import Datagram, Transport, interface_addresses
@@ -94,7 +96,7 @@ def lease_json(lease: Lease, now: float) -> JsonObject:
 
 
 class DhcpService(ServiceBase):
-    def __init__(self, ctx: DaemonContext) -> None:
+    def __init__(self, ctx: DaemonContext, *, probe_timeout: float = 0.0) -> None:
         super().__init__(ctx)
         section = self.node_config.dhcp
         if section is None:
@@ -102,6 +104,10 @@ class DhcpService(ServiceBase):
         self.section = section
         self.reactor = ctx.reactor
         self.config = server_config(ctx.config, ctx.node)
+        self.probe_timeout = probe_timeout
+        if probe_timeout > 0:
+            self.config = dataclasses.replace(self.config, probe=True)
+        self.prober: Prober | None = None
         self.peer_node = peer_of(ctx.config, ctx.node)
         self.mode = Mode(section.mode)
         self.index = dhcp_nodes(ctx.config).index(ctx.node)
@@ -159,6 +165,9 @@ class DhcpService(ServiceBase):
         self.transport = Transport(self.reactor, interfaces, self.handle)
         self._refresh_addresses()
         self.transport.start()
+        if self.probe_timeout > 0:
+            self.prober = Prober(self.reactor, interfaces, self.probe_timeout)
+            self.prober.start()
         for interval, fn in ((TICK, self._tick), (EXPIRE_EVERY, self._expire),
                              (METRICS_EVERY, self._update_metrics),
                              (ADDRESSES_EVERY, self._refresh_addresses)):
@@ -205,6 +214,9 @@ class DhcpService(ServiceBase):
         if self.transport is not None:
             self.transport.stop()
             self.transport = None
+        if self.prober is not None:
+            self.prober.stop()
+            self.prober = None
         if self.store is not None:
             self.store.close()
             self.store = None
@@ -271,7 +283,9 @@ class DhcpService(ServiceBase):
             self._drop("internal_error")
             return
         self.metrics.histogram(m.COMMIT_SECONDS).observe(time.perf_counter() - started)
-        replies, changed = self._results(handled)
+        replies, changed, probes = self._results(handled)
+        for probe in probes:
+            self._probe(probe)
         leases = [lease for lease in (self.store.get(a) for a in changed) if lease is not None]
         if leases and self.peer is not None and self.peer.connected:
             acked = self.peer.replicate(leases)
@@ -280,8 +294,11 @@ class DhcpService(ServiceBase):
         else:
             self._send(replies)
 
-    def _results(self, handled: Iterable[Handled]) -> tuple[list[Reply], list[IPv4Address]]:
+    def _results(
+        self, handled: Iterable[Handled]
+    ) -> tuple[list[Reply], list[IPv4Address], list[Probe]]:
         replies: list[Reply] = []
+        probes: list[Probe] = []
         changed: dict[IPv4Address, None] = {}
         for item in handled:
             if item.conflict is not None:
@@ -291,14 +308,52 @@ class DhcpService(ServiceBase):
             if item.outcome.drop is not None:
                 self._drop(item.outcome.drop.value)
             result = item.result
-            if isinstance(result, Probe):  # probing is off: the offer goes out
-                result = result.reply
+            if isinstance(result, Probe):
+                if self.prober is not None:
+                    probes.append(result)
+                    continue
+                result = result.reply  # probing is off: the offer goes out
             if isinstance(result, Reply):
                 replies.append(result)
             for action in item.outcome.actions:
                 if isinstance(action, Commit | Release | Decline):
                     changed[action.address] = None
-        return replies, list(changed)
+        return replies, list(changed), probes
+
+    # -- the address probe (RFC 2131 §4.4.1) ---------------------------------
+
+    def _probe(self, probe: Probe) -> None:
+        """Probe ``probe.address``; offer it on silence, else quarantine it and try another."""
+        assert self.prober is not None
+        on_link = probe.request.giaddr == ZERO
+        self.prober.probe(probe.address, probe.ingress.interface, on_link,
+                          lambda in_use: self._probed(probe, in_use))
+
+    def _probed(self, probe: Probe, in_use: bool) -> None:
+        if self.server is None or self.store is None:
+            return  # stopped meanwhile
+        if not in_use:
+            self._send([probe.reply])
+            return
+        log.warning("dhcp: %s answered the probe: in use by a host we did not lease it to; "
+                    "quarantined for %.0f s", probe.address, self.config.decline_quarantine)
+        outcome = self.server.address_in_use(probe, time.time())
+        try:
+            with self.store.batch():
+                result = apply(outcome, self.store)
+        except LeaseConflict:
+            self.metrics.counter(m.LEASE_CONFLICTS).labels(source="local").inc()
+            self._drop("conflict")
+            return
+        if outcome.drop is not None:
+            self._drop(outcome.drop.value)
+        quarantined = self.store.get(probe.address)
+        if quarantined is not None and self.peer is not None and self.peer.connected:
+            self.peer.replicate([quarantined]).addErrback(lambda _: None)
+        if isinstance(result, Probe):
+            self._probe(result)
+        elif isinstance(result, Reply):
+            self._send([result])
 
     def _send(self, replies: Sequence[Reply]) -> None:
         transport = self.transport
@@ -566,6 +621,9 @@ class DhcpService(ServiceBase):
             "registrations": len(self.server.registrations),
             "registrations_error": self.registrations_error,
             "packets": {"received": dict(self.received), "dropped": dict(self.dropped)},
+            "probes": None if self.prober is None else {
+                "timeout": self.prober.timeout, "silent": self.prober.silent,
+                "answered": self.prober.answered},
             "detail": f"{failover.state.value}, {'answering' if answering else 'silent'}, "
                       f"{free}/{total} free",
         }

@@ -58,8 +58,10 @@ env | sort > "$OUT.tmp" && mv "$OUT.tmp" "$OUT"
 
 def config_text(root: Path, *, mode: str = "split", mclt: str = "1h", lease: str = "10m",
                 registrations: Path | None = None, relayed: bool = False,
-                pool: tuple[str, str] = POOL, vrrp: str = "") -> str:
+                pool: tuple[str, str] = POOL, vrrp: str = "", lease_db: str | None = None) -> str:
     regs = f'registrations = "{registrations}"\n' if registrations else ""
+    if lease_db is not None:
+        regs += f'lease_db = "{lease_db}"\n'
     relayed_subnet = (
         '\n[[dhcp.subnets]]\nsubnet = "198.51.100.0/24"\n'
         f'pools = ["{RELAYED_POOL[0]}-{RELAYED_POOL[1]}"]\nrouters = ["198.51.100.1"]\n'
@@ -153,6 +155,7 @@ class Pair:
     b: Host
     config: Path
     procs: dict[str, LabProcess] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)  # more `imapha dhcp` arguments
     clients: list[Client] = field(default_factory=list)
 
     def host(self, node: str) -> Host:
@@ -164,7 +167,8 @@ class Pair:
     def start(self, node: str, *, wait_ready: bool = False, timeout: float = 15.0) -> LabProcess:
         env = {"PYTHONPATH": str(Path(__file__).resolve().parents[2])}
         process = self.host(node).spawn(
-            [*IMAPHA, "dhcp", "--config", str(self.config), "--node", node], env=env)
+            [*IMAPHA, "dhcp", "--config", str(self.config), "--node", node, *self.args],
+            env=env)
         self.procs[node] = process
         if wait_ready:
             self.wait(lambda: self.ready(node), timeout, f"{node} ready")
