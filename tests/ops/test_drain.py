@@ -14,7 +14,7 @@ from imapha import control
 from imapha.lab.cluster import VIPS, Cluster
 from tests.ops import cluster as opscluster
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.netns, pytest.mark.timeout(300)]
 
 
 @pytest.fixture

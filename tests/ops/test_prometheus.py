@@ -29,7 +29,7 @@ from tests.ops import cluster as opscluster
 from tests.ops import dashboard
 from tests.prereq import need_binary, need_root
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
+pytestmark = [pytest.mark.slow, pytest.mark.netns, pytest.mark.timeout(400)]
 
 #: Declared metrics that exist only in a mode the lab cluster does not run.
 ONLY_IN_A_MODE = {
@@ -205,8 +205,9 @@ def test_prometheus_answers_every_dashboard_query(cluster: Cluster,
         done = opscluster.logins(cluster, vips, rounds=2)
         assert done == 2 * 2 * len(cluster.mail_users)
         # Scraped after the logins, with two samples since in every rate window.
-        prometheus.wait('sum(imapha_proxy_sessions_active)', lambda r: r and float(
-            r[0]["value"][1]) >= 2, 30, "the held sessions seen")
+        prometheus.wait('sum by (node) (imapha_proxy_sessions_active)', lambda r: sorted(
+            (s["metric"]["node"], s["value"][1]) for s in r) == [("a", "2"), ("b", "0")],
+            30, "the two held sessions on a, none left on b")
         prometheus.wait('sum(increase(imapha_proxy_logins_total{outcome="ok"}[30s]))',
                         lambda r: r and float(r[0]["value"][1]) >= done, 30,
                         "the logins counted")
@@ -228,6 +229,9 @@ def test_prometheus_answers_every_dashboard_query(cluster: Cluster,
         owners = prometheus.vector('imapha_vipd_vip_state{state="master"} == 1')
         assert sorted((s["metric"]["vip"], s["metric"]["node"]) for s in owners) == sorted(
             (name, home) for name, _, _, home in VIPS)
+        # The dashboard's node variable: label_values(imapha_build_info, node).
+        nodes = prometheus.vector("count by (node) (imapha_build_info)")
+        assert sorted(s["metric"]["node"] for s in nodes) == sorted(NODES)
         up = prometheus.vector("imapha_proxy_backend_up_state")
         assert len(up) == 4 and all(s["value"][1] == "1" for s in up)
         per_node = prometheus.vector(dashboard.substitute(
