@@ -140,6 +140,9 @@ class Mailbox:
         self._mtimes: dict[str, float] = {}  # base -> INTERNALDATE
         self._letter_cache: dict[str, tuple[frozenset[str], frozenset[str], str]] = {}
         self._keywords = kw.Keywords({})
+        self._keywords_epoch = 0  # bumped when the keyword table changes
+        # What the last _apply was built from: an unchanged scan and list skip it.
+        self._applied: tuple[ul.UidList, dict[str, tuple[str, str]], int] | None = None
         self._reader = ul.Reader(self.fs, self.path)
         self.stats = {"scans": 0, "locked_syncs": 0, "rescans": 0}
         self._scanner = Scanner(self.fs, self.path, (ul.FILENAME, kw.FILENAME), self.stats)
@@ -242,6 +245,7 @@ class Mailbox:
     def _set_keywords(self, table: kw.Keywords) -> None:
         if table != self._keywords:
             self._keywords = table
+            self._keywords_epoch += 1
             self._letter_cache.clear()
 
     def _lock(self) -> DotLock:
@@ -349,11 +353,27 @@ class Mailbox:
     def _apply(self, current: ul.UidList, files: dict[str, tuple[str, str]],
                stamps: Stamp) -> SyncResult:
         validity_changed = bool(self._uid_validity) and current.uid_validity != self._uid_validity
+        applied = self._applied
+        self._applied = (current, files, self._keywords_epoch) if self._scanner.stable else None
+        if (not validity_changed and applied is not None and applied[0] is current
+                and applied[2] == self._keywords_epoch and applied[1] == files):
+            # The same list object (the reader parsed nothing new), the same file
+            # names, the same keyword table: the view is what it was.
+            self._stamps = stamps
+            return SyncResult(current.uid_validity, current.next_uid)
         old = {} if validity_changed else self._view
+        # A message whose record and file name are unchanged is the same Message
+        # (contents never change; its letters mean the same while the table does).
+        reuse = old if applied is not None and applied[2] == self._keywords_epoch else {}
         view: dict[int, Message] = {}
         for rec in current.records:
             where = files.get(rec.base)
             if where is None:
+                continue
+            had = reuse.get(rec.uid)
+            if (had is not None and had.base == rec.base and had.filename == where[1]
+                    and had.subdir == where[0]):
+                view[rec.uid] = had
                 continue
             msg = self._message(rec.uid, rec.base, *where)
             if msg is not None:
@@ -368,7 +388,7 @@ class Mailbox:
         expunged = tuple(sorted(uid for uid in old if uid not in view))
         changed = tuple(
             m for uid, m in sorted(view.items())
-            if uid in old and (m.flags, m.keywords, m.other_letters)
+            if uid in old and m is not old[uid] and (m.flags, m.keywords, m.other_letters)
             != (old[uid].flags, old[uid].keywords, old[uid].other_letters)
         )
         if validity_changed:
@@ -406,6 +426,7 @@ class Mailbox:
         """Change a message's flags by renaming its file; returns it as now on disk."""
         flags, keywords = frozenset(flags), frozenset(keywords)
         msg = self.get(uid)
+        self._applied = None  # the view now differs from the last scan
         for _ in range(LOOKUP_ATTEMPTS):
             if mode is StoreMode.REPLACE:
                 new_flags, new_kw = flags, keywords
@@ -447,6 +468,7 @@ class Mailbox:
             targets = [self._view[u] for u in sorted(set(uids)) if u in self._view]
         if not targets:
             return []
+        self._applied = None
         gone: list[int] = []
         with self._lock() as lock:
             for msg in targets:

@@ -66,7 +66,7 @@ from .bodystructure import body_structure
 from .envelope import envelope
 from .imapdate import format_internaldate
 from .message import ParsedMessage, decode_transfer
-from .nodes import Node, write_node
+from .nodes import Node, node_bytes, write_node
 
 __all__ = [
     "FetchItem",
@@ -138,6 +138,11 @@ class FetchRequest:
     def needs_data(self) -> bool:
         """Whether the message file must be read."""
         return any(i.needs_data for i in self.items)
+
+    @property
+    def store_only(self) -> bool:
+        """Every item is UID, FLAGS, INTERNALDATE or RFC822.SIZE (no file read)."""
+        return all(i.kind in _STORE_KINDS for i in self.items)
 
     @property
     def sets_seen(self) -> bool:
@@ -433,8 +438,45 @@ def render_items(request: FetchRequest, src: FetchSource) -> list[Node]:
     return out
 
 
+#: Items whose values come from the store alone, rendered without nodes.
+_STORE_KINDS = frozenset({Kind.UID, Kind.FLAGS, Kind.INTERNALDATE, Kind.RFC822_SIZE})
+#: A flag tuple -> its rendered, checked list (few distinct ones per folder).
+_FLAG_BYTES: dict[tuple[str, ...], bytes] = {}
+_FLAG_BYTES_MAX = 4096
+
+
+def flag_bytes(flags: tuple[str, ...]) -> bytes:
+    """``(\\Seen $Label1)``: as ``_flags`` renders it, computed once per distinct tuple."""
+    known = _FLAG_BYTES.get(flags)
+    if known is None:
+        if len(_FLAG_BYTES) >= _FLAG_BYTES_MAX:
+            _FLAG_BYTES.clear()
+        known = _FLAG_BYTES[flags] = node_bytes(_flags(flags))
+    return known
+
+
+def _render_store_items(request: FetchRequest, src: FetchSource) -> bytes:
+    """The fast path of ``render_fetch`` when every item is a store value."""
+    parts = []
+    for item in request.items:
+        kind = item.kind
+        name = item.name.encode("ascii")
+        if kind is Kind.UID:
+            parts.append(b"%s %d" % (name, src.uid))
+        elif kind is Kind.FLAGS:
+            parts.append(name + b" " + flag_bytes(src.flags))
+        elif kind is Kind.RFC822_SIZE:
+            parts.append(b"%s %d" % (name, src.size))
+        else:
+            date = format_internaldate(src.internaldate, src.tz_offset).encode()
+            parts.append(name + b' "' + date + b'"')
+    return b"(" + b" ".join(parts) + b")"
+
+
 def render_fetch(request: FetchRequest, src: FetchSource) -> bytes:
     """``(NAME value ...)`` for one message."""
+    if request.store_only:
+        return _render_store_items(request, src)
     out = bytearray(b"(")
     for i, node in enumerate(render_items(request, src)):
         if i:

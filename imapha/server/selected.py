@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import bisect
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -73,24 +74,33 @@ class SharedFolder:
 
 
 class FolderCache:
-    """Path -> :class:`SharedFolder` while any session has it selected."""
+    """Path -> :class:`SharedFolder` while any session has it selected, and the
+    ``keep`` most recently closed ones after that (least recently used first out).
 
-    def __init__(self) -> None:
+    A kept view is an in-memory index: the next SELECT syncs it (a few ``stat``
+    calls when nothing changed, a diff otherwise) instead of scanning the folder
+    and building every message again. It is never trusted without that sync.
+    """
+
+    def __init__(self, keep: int = 16) -> None:
         self._lock = threading.Lock()
         self._folders: dict[Path, SharedFolder] = {}
+        self._idle: OrderedDict[Path, SharedFolder] = OrderedDict()
+        self.keep = keep
 
     def open(self, path: Path, make: Callable[[], Mailbox]) -> SharedFolder:
         with self._lock:
-            folder = self._folders.get(path)
+            folder = self._folders.get(path) or self._idle.pop(path, None)
             if folder is None:
-                folder = self._folders[path] = SharedFolder(make())
+                folder = SharedFolder(make())
+            self._folders[path] = folder
             folder.users += 1
             return folder
 
     def get(self, path: Path) -> SharedFolder | None:
-        """The shared view of ``path`` if some session has it selected."""
+        """The shared view of ``path`` if some session has it selected (or had)."""
         with self._lock:
-            return self._folders.get(path)
+            return self._folders.get(path) or self._idle.get(path)
 
     def close(self, folder: SharedFolder) -> None:
         with self._lock:
@@ -98,8 +108,18 @@ class FolderCache:
             path = folder.mailbox.path
             if folder.users <= 0 and self._folders.get(path) is folder:
                 del self._folders[path]
+                if self.keep > 0:
+                    self._idle[path] = folder
+                    while len(self._idle) > self.keep:
+                        self._idle.popitem(last=False)
+
+    def forget(self) -> None:
+        """Drop the kept views (after a DELETE or RENAME: memory, not correctness)."""
+        with self._lock:
+            self._idle.clear()
 
     def __len__(self) -> int:
+        """Folders some session has selected now."""
         return len(self._folders)
 
 

@@ -136,3 +136,32 @@ def test_status_on_a_selected_folder_does_not_hide_news(ctx: ServerContext) -> N
     assert b"* STATUS INBOX (MESSAGES 1 UIDNEXT 2)" in seen
     seen += _text(a.receive(b"n NOOP\r\n"))
     assert seen.count(b"* 1 EXISTS") == 1
+
+
+def test_reselect_reuses_the_kept_view_and_still_sees_outside_changes(
+        ctx: ServerContext) -> None:
+    from imapha.maildir.deliver import deliver
+
+    a = _session(ctx)
+    for i in range(3):
+        a.receive(b"x APPEND INBOX {7+}\r\nmsg %d\r\n\r\n" % i)
+    a.receive(b"s SELECT INBOX\r\n")
+    assert a.selected is not None
+    kept = a.selected.folder
+    a.receive(b"c CLOSE\r\n")
+    assert len(ctx.folder_cache) == 0  # nobody has it selected now
+    # Meanwhile another writer (an MTA, Dovecot) delivers one and flags one.
+    inbox = ctx.maildir_of("u")
+    deliver(inbox, b"Subject: new\r\n\r\nnew\r\n")
+    base1 = next(line.split(":", 1)[1] for line in
+                 (inbox / "dovecot-uidlist").read_text().splitlines()[1:]
+                 if line.split(" ", 1)[0] == "1")
+    first = next(p for p in (inbox / "cur").iterdir() if p.name.startswith(base1))
+    first.rename(first.with_name(first.name.split(":")[0] + ":2,F"))
+    b = _session(ctx)
+    out = _text(b.receive(b"s SELECT INBOX\r\n"))
+    assert b.selected is not None and b.selected.folder is kept
+    assert b"* 4 EXISTS\r\n" in out
+    out = _text(b.receive(b"f FETCH 1:* (UID FLAGS)\r\n"))
+    assert b"* 1 FETCH (UID 1 FLAGS (\\Flagged))\r\n" in out
+    assert b"* 4 FETCH (UID 4 FLAGS ())\r\n" in out

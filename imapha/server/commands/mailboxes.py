@@ -56,6 +56,8 @@ def delete(s: Session, cmd: ClientCommand) -> Result:
         folders.delete(name)
     except FolderError:
         raise no("Mailbox does not exist", "NONEXISTENT") from None
+    finally:
+        s.ctx.folder_cache.forget()
     return Ok("Delete completed")
 
 
@@ -77,6 +79,8 @@ def rename(s: Session, cmd: ClientCommand) -> Result:
             folders.rename(old, new)
     except FolderError:
         raise no("Cannot rename the mailbox", "CANNOT") from None
+    finally:
+        s.ctx.folder_cache.forget()
     return Ok("Rename completed")
 
 
