@@ -11,6 +11,7 @@ here; ``CAPABILITY`` has a helper in both directions.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -68,17 +69,30 @@ class ResponseCode:
         close = text.find(b"]")
         if close < 0:
             return None, text
-        inner = text[1:close].decode("utf-8", "replace")
-        name, _, args = inner.partition(" ")
-        args = args.strip(" ")
-        try:
-            code = cls(name.upper(), args or None)
-        except LocalProtocolError:
-            raise RemoteProtocolError("Invalid response code") from None
+        inner = text[1:close]
+        code = _parse_inner(inner) if len(inner) <= _CACHED_CODE_MAX else _parse_code(inner)
         rest = text[close + 1 :]
         if rest.startswith(b" "):
             rest = rest[1:]
         return code, rest
+
+
+#: Codes up to this many octets are parsed once and remembered: a backend
+#: repeats its long ``[CAPABILITY ...]`` on every login, and the check of the
+#: arguments is the costly part. Codes are immutable, so sharing them is safe.
+_CACHED_CODE_MAX = 2048
+
+
+def _parse_code(inner: bytes) -> ResponseCode:
+    name, _, args = inner.decode("utf-8", "replace").partition(" ")
+    args = args.strip(" ")
+    try:
+        return ResponseCode(name.upper(), args or None)
+    except LocalProtocolError:
+        raise RemoteProtocolError("Invalid response code") from None
+
+
+_parse_inner = functools.lru_cache(maxsize=256)(_parse_code)
 
 
 # RFC 5530 §3 and RFC 9051 §7.1 codes the proxy and backend send.

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import functools
 import re
 from dataclasses import dataclass
 
@@ -174,8 +175,14 @@ Response = (
 
 def has_capability(caps: tuple[str, ...], name: str) -> bool:
     """Capability names compare case-insensitively (RFC 9051 §7.2.2)."""
-    want = name.upper()
-    return any(c.upper() == want for c in caps)
+    return name.upper() in _upper_caps(caps)
+
+
+@functools.lru_cache(maxsize=64)
+def _upper_caps(caps: tuple[str, ...]) -> frozenset[str]:
+    """The upper-cased set of a capability list, once per distinct list (a peer
+    repeats the same one on every connection; a login asks about it often)."""
+    return frozenset(c.upper() for c in caps)
 
 
 # -- encoding -----------------------------------------------------------------------

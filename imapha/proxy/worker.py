@@ -187,6 +187,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-format", default="text")
     args = parser.parse_args(argv)
     imapha_log.setup(args.log_level, args.log_format)
+    prefix = f"[worker {args.index}] "
+
+    def tag(record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and not record.msg.startswith(prefix):
+            record.msg = prefix + record.msg
+        return True
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(tag)
     imapha_log.bridge_twisted()
     cast(Any, prometheus_client).disable_created_metrics()
     for sig in (signal.SIGINT, signal.SIGHUP):

@@ -183,3 +183,30 @@ def test_aggregate_metrics_sums_counters_and_maxes_states() -> None:
         ("imapha_proxy_logins_total", (("backend", "d1"), ("outcome", "ok"))): 1.0,
         ("imapha_proxy_backend_up_state", (("backend", "d0"),)): 1.0,
     }
+
+
+def test_sighup_reload_reaches_every_worker(pool: ProxyProcess, certs: Certs) -> None:
+    clients = [_login(certs, pool, i) for i in range(12)]
+    on_d1 = [c for i, c in enumerate(clients) if _backend_of(i) == 1]
+    _wait("sessions on both workers",
+          lambda: all(w["sessions"] > 0 for w in pool.status()["workers"]))
+    # A restart-only key is refused by the daemon; every worker keeps going.
+    text = pool.config.read_text()
+    pool.config.write_text(text.replace("workers = 2", "workers = 3"))
+    assert pool.proc is not None
+    pool.proc.send_signal(signal.SIGHUP)
+    _wait("the reload rejected", lambda: pool.status()["reloads"]["rejected"] == 1)
+    # Removing backend d1 is applied live by each worker: d1's sessions end with BYE.
+    head, _, _ = text.partition('[[backends]]\nname = "d1"')
+    pool.config.write_text(head)
+    pool.proc.send_signal(signal.SIGHUP)
+    _wait("the reload applied", lambda: pool.status()["reloads"]["applied"] == 1)
+    for c in on_d1:
+        c.sock.settimeout(5)
+        assert b"* BYE [UNAVAILABLE]" in read_until(c.sock, b"* BYE", 8)
+    _wait("only d0 left", lambda: set(pool.status()["backends"]) == {"d0"})
+    assert len(pool.status()["workers"]) == 2
+    for i, c in enumerate(clients):
+        if _backend_of(i) == 0:
+            assert c.noop()[0] == "OK"
+            c.logout()
