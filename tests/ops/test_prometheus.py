@@ -14,20 +14,17 @@ from __future__ import annotations
 import json
 import signal
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
 
 import pytest
 
 from imapha import metrics
 from imapha.lab.cluster import NODES, VIPS, Cluster
-from imapha.lab.proc import LabProcess
 from tests.ops import cluster as opscluster
-from tests.ops import dashboard
-from tests.prereq import need_binary, need_root
+from tests.ops import dashboard, prom
+from tests.ops.prom import Prometheus, running_prometheus
+from tests.prereq import need_root
 
 pytestmark = [pytest.mark.slow, pytest.mark.netns, pytest.mark.timeout(400)]
 
@@ -38,7 +35,6 @@ ONLY_IN_A_MODE = {
 }
 
 PORTS = {"proxy": 9143, "backend": 9144, "vipd": 9150}
-LISTEN = "127.0.0.1:9090"
 
 #: Panels (title -> refIds) that a running cluster with logged-in clients always feeds.
 MUST_HAVE_DATA: dict[str, str] = {
@@ -71,61 +67,9 @@ MUST_HAVE_DATA: dict[str, str] = {
 
 def scrape_config() -> str:
     """The Prometheus config of docs/operations.md, for the lab's two nodes."""
-    lines = ["global:", "  scrape_interval: 1s", "  evaluation_interval: 1s",
-             "scrape_configs:"]
-    for role, port in PORTS.items():
-        lines += [f"  - job_name: imapha-{role}", "    static_configs:"]
-        for node, address in NODES.items():
-            lines += [f"      - targets: ['{address}:{port}']",
-                      f"        labels: {{node: {node}}}"]
-    return "\n".join(lines) + "\n"
-
-
-_QUERY = r"""
-import json, sys, urllib.request, urllib.error
-base, exprs = sys.argv[1], json.loads(sys.stdin.read())
-out = []
-for expr in exprs:
-    try:
-        with urllib.request.urlopen(base + expr, timeout=10) as r:
-            out.append(json.load(r))
-    except urllib.error.HTTPError as e:
-        out.append(json.loads(e.read() or b"{}") or {"status": "error", "error": str(e)})
-print(json.dumps(out))
-"""
-
-
-class Prometheus:
-    def __init__(self, cluster: Cluster, process: LabProcess) -> None:
-        self.cluster = cluster
-        self.process = process
-
-    def query(self, *exprs: str) -> list[dict[str, Any]]:
-        base = f"http://{LISTEN}/api/v1/query?query="
-        out = self.cluster.client.run(
-            [sys.executable, "-c", _QUERY, base],
-            input=json.dumps([quote(e, safe="") for e in exprs]), timeout=60)
-        answers: list[dict[str, Any]] = json.loads(out.stdout)
-        return answers
-
-    def vector(self, expr: str) -> list[dict[str, Any]]:
-        answer = self.query(expr)[0]
-        assert answer.get("status") == "success", (expr, answer)
-        result: list[dict[str, Any]] = answer["data"]["result"]
-        return result
-
-    def wait(self, expr: str, check: Any, timeout: float, what: str) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        result: list[dict[str, Any]] = []
-        while time.monotonic() < deadline:
-            try:
-                result = self.vector(expr)
-            except Exception:  # not up yet
-                result = []
-            if check(result):
-                return result
-            time.sleep(0.5)
-        raise AssertionError(f"{what}: {expr} gave {result}")
+    return prom.scrape_config({f"imapha-{role}": {node: f"{address}:{port}"
+                                                  for node, address in NODES.items()}
+                               for role, port in PORTS.items()})
 
 
 @pytest.fixture(scope="module")
@@ -137,26 +81,11 @@ def cluster() -> Iterator[Cluster]:
 
 @pytest.fixture(scope="module")
 def prometheus(cluster: Cluster) -> Iterator[Prometheus]:
-    binary = need_binary("prometheus")
-    work = cluster.root / "prometheus"
-    work.mkdir()
-    (work / "prometheus.yml").write_text(scrape_config())
-    process = cluster.client.spawn(
-        [binary, f"--config.file={work / 'prometheus.yml'}",
-         f"--storage.tsdb.path={work / 'data'}", f"--web.listen-address={LISTEN}",
-         "--log.level=warn"], log=cluster.root / "logs" / "prometheus.log")
-    prom = Prometheus(cluster, process)
-    try:
+    with running_prometheus(cluster.client, cluster.root / "prometheus",
+                            scrape_config(), cluster.root / "logs") as prom:
         prom.wait('up{job=~"imapha-.*"} == 1', lambda r: len(r) == 6, 60,
                   "every daemon scraped")
         yield prom
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except Exception:
-            process.send_signal(signal.SIGKILL)
-            process.wait(5)
 
 
 def _scrape(cluster: Cluster, address: str) -> str:
