@@ -53,6 +53,24 @@ down (its daemon refuses), after MCLT if the peer cannot be reached at all
 (it may be in ``partner-down``, serving our half, on the other side of a
 partition), or at once on the operator's ``partner-down``.
 
+Persistence (:class:`dhcp.store.FailoverRecord`, saved in the lease store on
+every state change and at a clean stop): a node that restarts reads its last
+record, ``previous``, and its peer's refusal then means different things:
+
+- it stopped cleanly (``bye``) less than MCLT ago: the peer cannot have taken
+  our half (it does so only straight from ``normal`` on a crash, or after MCLT
+  known down), so we serve our own half after :data:`STARTUP_WAIT` as before;
+- it crashed (no clean stop recorded) or stopped longer than MCLT ago: the peer
+  may have been in ``partner-down`` meanwhile and leased addresses of our half
+  that we never heard of (the *double fault*: we crashed, the peer took over,
+  then it died too). We ``hold``: no timeout serves us, only the peer's resync
+  or the operator's ``partner-down``. With a store the peer writes too (one
+  PostgreSQL database: its record is in our store), every lease it gave is in
+  our store already and there is nothing to hold for.
+
+A node with no record at all (a store from before records were kept) behaves
+as before.
+
 A peer that stops gracefully says ``bye`` first; its absence then never counts
 as "known down straight from normal" (see :meth:`Failover.peer_refused`), so
 a planned restart does not hand its half to us.
@@ -80,7 +98,7 @@ from ipaddress import IPv4Address
 from typing import Final
 
 from dhcp.network import Pool
-from dhcp.store import ClientKey
+from dhcp.store import ClientKey, FailoverRecord
 
 #: Seconds a node with leases looks for a refusing peer before serving alone.
 STARTUP_WAIT: Final = 3.0
@@ -204,6 +222,8 @@ class Failover:
         *,
         fresh: bool,
         alone: bool = False,
+        previous: FailoverRecord | None = None,
+        shared_store: bool = False,
     ) -> None:
         self.mode = mode
         self.index = index
@@ -218,6 +238,13 @@ class Failover:
         self.sync_received = False
         self.history: list[tuple[float, State]] = [(now, self.state)]
         self._own = [own_half(pool, index) for pool in pools]
+        #: The peer may have leased our half while we were away: no timeout serves us.
+        self.hold = (
+            previous is not None
+            and not fresh
+            and not shared_store
+            and (previous.stopped is None or now - previous.stopped >= mclt)
+        )
         if alone:  # no peer configured: a stand-alone server
             self.state = State.PARTNER_DOWN
 
@@ -274,6 +301,8 @@ class Failover:
         self.fire(Event.OPERATOR_PARTNER_DOWN, now)
 
     def tick(self, now: float) -> None:
+        if self.state is State.STARTUP and self.hold:
+            return  # the peer's resync or the operator
         if self.state is State.STARTUP and (
             (self.peer_known_down_since is not None and now - self.since >= STARTUP_WAIT)
             or now - self.since >= self.mclt
@@ -287,6 +316,12 @@ class Failover:
             and now - self.peer_known_down_since >= self.mclt
         ):
             self.fire(Event.PEER_DOWN_LONG, now)
+
+    def record(self, node: str, *, peer_state: str, peer_seen: float | None,
+               stopped: float | None = None) -> FailoverRecord:
+        """What to persist now (see the module docstring)."""
+        return FailoverRecord(node, self.state.value, self.since, peer_state, peer_seen,
+                              stopped)
 
     # -- what the state allows ---------------------------------------------
 

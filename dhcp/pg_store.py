@@ -82,7 +82,8 @@ _SCHEMA = (
         state      text NOT NULL,
         since      double precision NOT NULL,
         peer_state text NOT NULL,
-        peer_seen  double precision
+        peer_seen  double precision,
+        stopped    double precision
     )
     """,
 )
@@ -293,21 +294,24 @@ class PgStore:
     def save_failover(self, record: FailoverRecord) -> None:
         with self._lock, self._db.transaction():
             self._db.execute(
-                "INSERT INTO dhcp_failover (node, state, since, peer_state, peer_seen)"
-                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (node) DO UPDATE SET"
+                "INSERT INTO dhcp_failover (node, state, since, peer_state, peer_seen, stopped)"
+                " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (node) DO UPDATE SET"
                 " state = EXCLUDED.state, since = EXCLUDED.since,"
-                " peer_state = EXCLUDED.peer_state, peer_seen = EXCLUDED.peer_seen",
-                (record.node, record.state, record.since, record.peer_state, record.peer_seen))
+                " peer_state = EXCLUDED.peer_state, peer_seen = EXCLUDED.peer_seen,"
+                " stopped = EXCLUDED.stopped",
+                (record.node, record.state, record.since, record.peer_state, record.peer_seen,
+                 record.stopped))
 
     def load_failover(self, node: str) -> FailoverRecord | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT node, state, since, peer_state, peer_seen FROM dhcp_failover"
+                "SELECT node, state, since, peer_state, peer_seen, stopped FROM dhcp_failover"
                 " WHERE node = %s", (node,)).fetchone()
         if row is None:
             return None
         return FailoverRecord(str(row[0]), str(row[1]), float(row[2]), str(row[3]),
-                              None if row[4] is None else float(row[4]))
+                              None if row[4] is None else float(row[4]),
+                              None if row[5] is None else float(row[5]))
 
     def close(self) -> None:
         with self._lock:

@@ -124,6 +124,7 @@ class DhcpService(ServiceBase):
         self._sync_acked = False
         self._was_normal = False
         self._peer_said_bye = False
+        self._peer_seen: float | None = None
         self._loops: list[LoopingCall] = []
         self._observer: Any = None
         self._reload_pending = False
@@ -155,8 +156,22 @@ class DhcpService(ServiceBase):
                                       f"{len(result.errors)} error(s); see the log")
             registrations = result.registrations
         now = time.time()
+        previous = self.store.load_failover(self.ctx.node)
+        # the peer's record in our store: it writes to the same database (PostgreSQL)
+        shared = self.peer_node is not None and (
+            self.store.load_failover(self.peer_node.name) is not None)
         self.failover = Failover(self.mode, self.index, self.pools, self.section.mclt, now,
-                                 fresh=fresh, alone=self.peer_node is None)
+                                 fresh=fresh, alone=self.peer_node is None, previous=previous,
+                                 shared_store=shared)
+        if previous is not None:
+            log.info("dhcp failover: last record %s since %.0f, %s", previous.state,
+                     previous.since, "stopped cleanly" if previous.stopped is not None
+                     else "no clean stop (crashed)")
+        if self.failover.hold:
+            log.warning("dhcp failover: this node did not stop cleanly (or stopped longer than "
+                        "MCLT ago): the peer may have leased our half meanwhile, so it serves "
+                        "only after the peer's resync or `imapha ctl dhcp partner-down`")
+        self._save_failover()  # running: a crash from now on leaves no clean stop
         self.server = Server(self.config, self.store, registrations, allocator=self.failover)
         if self.peer_node is not None:
             self.peer = self._peer_link()
@@ -197,8 +212,19 @@ class DhcpService(ServiceBase):
             peer_address=(str(self.peer_node.address), self.peer_node.dhcp.peer_port),
         )
 
+    def _save_failover(self, stopped: float | None = None) -> None:
+        if self.store is None or self.failover is None:
+            return
+        record = self.failover.record(self.ctx.node, peer_state=self.peer_failover,
+                                      peer_seen=self._peer_seen, stopped=stopped)
+        try:
+            self.store.save_failover(record)
+        except Exception:  # the state machine goes on; the next change tries again
+            log.exception("dhcp failover: cannot persist the state %s", record.state)
+
     def stop(self, deadline: float) -> Deferred[None]:
         self.peer_send({"t": "bye"})  # a planned stop: the peer must not take our half
+        self._save_failover(stopped=time.time())
         stopped = self.peer.stop() if self.peer is not None else defer.succeed(None)
         self._close()
         return stopped
@@ -388,6 +414,7 @@ class DhcpService(ServiceBase):
         if self.failover.state is not before:
             log.warning("dhcp failover: %s -> %s", before.value, self.failover.state.value)
             self.peer_send({"t": "state", "state": self.failover.state.value})
+            self._save_failover()
 
     def peer_send(self, body: dict[str, Any]) -> None:
         if self.peer is not None:
@@ -397,6 +424,7 @@ class DhcpService(ServiceBase):
         assert self.failover is not None
         before = self.failover.state
         self.peer_state = "connected"
+        self._peer_seen = time.time()
         self._sync_received = self._sync_acked = False
         self._peer_said_bye = False
         self.failover.link_up(time.time())
@@ -417,6 +445,7 @@ class DhcpService(ServiceBase):
         assert self.failover is not None
         before = self.failover.state
         self._was_normal = before is State.NORMAL and not self._peer_said_bye
+        self._peer_seen = time.time()
         self.peer_state = "unknown"
         self.peer_failover = "unknown"
         self.failover.link_lost(time.time())
@@ -613,6 +642,7 @@ class DhcpService(ServiceBase):
             "server_id": str(self.config.server_id),
             "failover": failover.state.value,
             "failover_since": failover.since,
+            "failover_hold": failover.hold and failover.state is State.STARTUP,
             "answering": answering,
             "vip": {"name": self.section.vip, "master": failover.vip_master},
             "peer": peer,

@@ -66,7 +66,8 @@ CREATE TABLE IF NOT EXISTS failover (
     state      TEXT NOT NULL,
     since      REAL NOT NULL,
     peer_state TEXT NOT NULL,
-    peer_seen  REAL
+    peer_seen  REAL,
+    stopped    REAL
 );
 """
 
@@ -277,21 +278,24 @@ class SQLiteStore:
     def save_failover(self, record: FailoverRecord) -> None:
         with self._transaction("FULL"):
             self._db.execute(
-                "INSERT OR REPLACE INTO failover (node, state, since, peer_state, peer_seen)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (record.node, record.state, record.since, record.peer_state, record.peer_seen),
+                "INSERT OR REPLACE INTO failover"
+                " (node, state, since, peer_state, peer_seen, stopped) VALUES (?, ?, ?, ?, ?, ?)",
+                (record.node, record.state, record.since, record.peer_state, record.peer_seen,
+                 record.stopped),
             )
 
     def load_failover(self, node: str) -> FailoverRecord | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT node, state, since, peer_state, peer_seen FROM failover WHERE node = ?",
+                "SELECT node, state, since, peer_state, peer_seen, stopped FROM failover"
+                " WHERE node = ?",
                 (node,),
             ).fetchone()
         if row is None:
             return None
         return FailoverRecord(row[0], row[1], float(row[2]), row[3],
-                              None if row[4] is None else float(row[4]))
+                              None if row[4] is None else float(row[4]),
+                              None if row[5] is None else float(row[5]))
 
     def close(self) -> None:
         with self._lock:

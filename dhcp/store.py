@@ -93,7 +93,8 @@ class FailoverRecord:
 
     ``state`` is a :class:`dhcp.failover.State` value; ``peer_state`` what this node
     last knew of its peer (its failover state, or ``unknown``); ``peer_seen`` when
-    the peer link was last up (None: never).
+    the peer link was last up (None: never); ``stopped`` when the daemon stopped
+    cleanly, having said ``bye`` to the peer (None: it is running, or it crashed).
     """
 
     node: str
@@ -101,6 +102,7 @@ class FailoverRecord:
     since: float
     peer_state: str
     peer_seen: float | None
+    stopped: float | None = None
 
 
 class LeaseConflict(Exception):

@@ -19,6 +19,7 @@ from dhcp.failover import (
     own_half,
 )
 from dhcp.network import Pool
+from dhcp.store import FailoverRecord
 
 POOL = Pool(IPv4Address("192.0.2.100"), IPv4Address("192.0.2.139"))
 MCLT = 3600.0
@@ -169,3 +170,61 @@ def test_two_interrupted_nodes_never_allow_the_same_address() -> None:
     b.link_lost(T0 + 1)
     for address in POOL:
         assert not (a.allows(address, "x") and b.allows(address, "y"))
+
+
+# -- the persisted state (the double fault) ------------------------------------------
+
+
+def restarted(previous: FailoverRecord | None, *, shared: bool = False) -> Failover:
+    return Failover(Mode.SPLIT, 0, (POOL,), MCLT, T0, fresh=False, previous=previous,
+                    shared_store=shared)
+
+
+def test_a_node_that_crashed_holds_until_its_peer_resyncs_or_the_operator() -> None:
+    crashed = FailoverRecord("a", "normal", T0 - 100, "normal", T0 - 5, stopped=None)
+    f = restarted(crashed)
+    assert f.hold
+    f.peer_refused(T0 + 0.1, was_normal=False)  # the peer's daemon is down too
+    for later in (STARTUP_WAIT, MCLT, 10 * MCLT):  # no timeout serves it
+        f.tick(T0 + later)
+        assert state(f) is State.STARTUP and not f.serving
+    f.link_up(T0 + 10 * MCLT + 1)  # the peer is back: its records first
+    assert state(f) is State.SYNCING and not f.serving
+    f.sync_received = True
+    assert f.serving
+    f.synced(T0 + 10 * MCLT + 2)
+    assert state(f) is State.NORMAL
+
+    operator = restarted(crashed)
+    operator.partner_down(T0 + 1)
+    assert state(operator) is State.PARTNER_DOWN and operator.serving
+
+
+def test_a_clean_stop_within_mclt_serves_its_half_when_the_peer_is_down() -> None:
+    clean = FailoverRecord("a", "normal", T0 - 100, "normal", T0 - 50, stopped=T0 - 50)
+    f = restarted(clean)
+    assert not f.hold
+    f.peer_refused(T0 + 0.1, was_normal=False)
+    f.tick(T0 + STARTUP_WAIT)
+    assert state(f) is State.INTERRUPTED and f.serving
+    assert [a for a in POOL if f.allows(a, "c")] == [a for a in POOL if f.owns(a)]
+    # stopped for longer than MCLT: the peer may have been partner-down since
+    assert restarted(FailoverRecord("a", "normal", T0 - 2 * MCLT, "normal", None,
+                                    stopped=T0 - MCLT)).hold
+
+
+def test_no_hold_with_a_shared_store_or_no_record() -> None:
+    crashed = FailoverRecord("a", "partner-down", T0 - 100, "unknown", None)
+    assert not restarted(crashed, shared=True).hold  # the peer's leases are in our store
+    f = restarted(None)  # a store from before records were kept: as before
+    assert not f.hold
+    f.peer_refused(T0, was_normal=False)
+    f.tick(T0 + STARTUP_WAIT)
+    assert state(f) is State.INTERRUPTED
+
+
+def test_the_record_says_what_to_persist() -> None:
+    f = restarted(None)
+    f.partner_down(T0 + 3)
+    record = f.record("a", peer_state="unknown", peer_seen=T0, stopped=T0 + 9)
+    assert record == FailoverRecord("a", "partner-down", T0 + 3, "unknown", T0, T0 + 9)

@@ -286,7 +286,7 @@ def test_failover_record_is_kept_per_node_and_replaced(store: LeaseStore) -> Non
     store.save_failover(first)
     store.save_failover(FailoverRecord("b", "startup", T0, "unknown", None))
     assert store.load_failover("a") == first
-    later = FailoverRecord("a", "partner-down", T0 + 5, "unknown", T0 + 1)
+    later = FailoverRecord("a", "partner-down", T0 + 5, "unknown", T0 + 1, stopped=T0 + 9)
     store.save_failover(later)
     assert store.load_failover("a") == later
     assert store.load_failover("b") == FailoverRecord("b", "startup", T0, "unknown", None)
