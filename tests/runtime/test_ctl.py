@@ -103,6 +103,31 @@ def test_drain_and_undrain_a_node_in_order(root: Path, daemons: Daemons) -> None
     assert result.returncode == 2 and "no node 'zz'" in result.stderr
 
 
+def test_undrain_waits_for_ready_and_exits_3_when_a_daemon_stays_not_ready(
+        config: Path, daemons: Daemons) -> None:
+    d = start_all(daemons, config, ("a", "vipd"), ("a", "proxy"))
+    assert ctl(config, "drain", "a").returncode == 0
+    d["a/proxy"].post("/set-ready", {"ready": False, "reason": "no healthy backend"})
+    started = time.monotonic()
+    result = ctl(config, "undrain", "a", "--timeout", "1")
+    took = time.monotonic() - started
+    assert result.returncode == 3, result.stdout + result.stderr
+    out = [" ".join(line.split()) for line in result.stdout.splitlines()]
+    assert out == ["a proxy undrained", "a vipd undrained",
+                   "a ready waiting for proxy (no healthy backend)",
+                   "a ready not ready after 1 s: proxy (no healthy backend)"]
+    assert 1.0 <= took < 10
+    # The undrain itself took effect; once the proxy is ready, undrain returns 0.
+    assert d["a/proxy"].status()["draining"] is False
+    d["a/proxy"].post("/set-ready", {"ready": True})
+    result = ctl(config, "undrain", "a")
+    assert result.returncode == 0, result.stdout
+    assert "already undrained" in result.stdout
+    # --no-wait returns at once, whatever the readiness.
+    d["a/proxy"].post("/set-ready", {"ready": False, "reason": "x"})
+    assert ctl(config, "undrain", "a", "--no-wait").returncode == 0
+
+
 def test_kick_and_drain_backend_go_to_every_proxy(config: Path, daemons: Daemons) -> None:
     d = start_all(daemons, config, ("a", "proxy"), ("b", "proxy"))
     result = ctl(config, "kick", "alice")
