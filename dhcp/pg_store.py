@@ -123,10 +123,14 @@ class PgStore:
                                        connect_timeout=max(1, int(connect_timeout)))
         except psycopg.OperationalError as exc:
             raise RuntimeError(f"dhcp.lease_db: cannot connect: {exc}".strip()) from None
-        with self._db.transaction():
-            self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-            for statement in _SCHEMA:
-                self._db.execute(statement)
+        try:
+            with self._db.transaction():
+                self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+                for statement in _SCHEMA:
+                    self._db.execute(statement)
+        except psycopg.Error as exc:
+            self._db.close()
+            raise RuntimeError(f"dhcp.lease_db: cannot create the lease tables: {exc}") from None
 
     # -- reading -------------------------------------------------------------
 
