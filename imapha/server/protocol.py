@@ -39,7 +39,7 @@ from zope.interface import implementer  # type: ignore[import-untyped]
 
 from imapha.maildir.watch import MaildirWatch
 from imapha.server.lmtp import LmtpSession
-from imapha.server.session import Action, Close, Session, StartTLSAction, Watch
+from imapha.server.session import Action, Close, Hold, Session, StartTLSAction, Watch
 
 if TYPE_CHECKING:
     from imapha.server.service import BackendService
@@ -70,6 +70,10 @@ class ImapProtocol(Protocol):
         self._bye: str | None = None
         self._busy = False
         self._timer: Any = None
+        #: During a failed login's hold: the actions that wait, and the timer.
+        self._held: list[Action] | None = None
+        self._hold_timer: Any = None
+        self._resume = False
         #: Set while the transport takes more output (see the module doc).
         self._writable = threading.Event()
         self._writable.set()
@@ -116,6 +120,8 @@ class ImapProtocol(Protocol):
         self.lost = True
         self._writable.set()
         self.set_timeout(None)
+        if self._hold_timer is not None and self._hold_timer.active():
+            self._hold_timer.cancel()
         self._set_watch(None)
         if self.session is not None:
             self.session.close()
@@ -139,7 +145,8 @@ class ImapProtocol(Protocol):
         if self._busy or self.lost:
             return
         with self._lock:
-            if not (self._inbox or self._wake or self._bye is not None):
+            if self._held is not None or not (
+                    self._inbox or self._wake or self._resume or self._bye is not None):
                 return
         self._busy = True
         d = deferToThreadPool(self.service.reactor, self.service.pool, self._work)
@@ -191,8 +198,16 @@ class ImapProtocol(Protocol):
 
     def _carry_out(self, actions: list[Action]) -> None:
         transport: Any = self.transport
-        for action in actions:
+        if self._held is not None:
+            self._held.extend(actions)  # in order, after what the hold keeps
+            return
+        for i, action in enumerate(actions):
             if self.lost:
+                return
+            if isinstance(action, Hold):
+                self._held = list(actions[i + 1:])
+                self._hold_timer = self.service.reactor.callLater(action.seconds,
+                                                                  self._release)
                 return
             if isinstance(action, bytes):
                 transport.write(action)
@@ -204,6 +219,14 @@ class ImapProtocol(Protocol):
                 transport.loseConnection()
             elif isinstance(action, Watch):
                 self._set_watch(action)
+
+    def _release(self) -> None:
+        """The hold is over: send what waited, then let the session read on."""
+        held, self._held = self._held or [], None
+        self._carry_out(held)
+        with self._lock:
+            self._resume = True
+        self._kick()
 
     def _set_watch(self, action: Watch | None) -> None:
         if self.watch is not None:
@@ -226,8 +249,13 @@ class ImapProtocol(Protocol):
                 self._inbox.clear()
                 wake, self._wake = self._wake, False
                 bye, self._bye = self._bye, None
-            if not chunks and not wake and bye is None:
+                resume, self._resume = self._resume, False
+            if not chunks and not wake and bye is None and not resume:
                 return
+            if resume:
+                actions = session.resume()
+                if actions:
+                    call(self._carry_out, actions)
             for chunk in chunks:
                 actions = session.receive(chunk)
                 if actions:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,7 @@ from imapha.imap.errors import LocalProtocolError
 from imapha.imap.responses import Response, encode_response
 from imapha.imap.tokens import Atom, Tag
 from imapha.maildir.fsops import FileSystem, LockTimeout
+from imapha.proxy.limits import AuthPenalty
 from imapha.server.errors import CommandError
 from imapha.server.passwd import UserDb
 from imapha.server.state import ALLOWED, NO_EXPUNGE, TRANSITIONS, Event, State, capabilities
@@ -87,10 +89,13 @@ def _folder_cache() -> FolderCache:
 
 _E = TypeVar("_E", AuthenticateResponse | AuthenticateCancel, ContinuationLine)
 
-__all__ = ["PENDING", "Close", "Ok", "ServerContext", "Session", "StartTLSAction", "Watch"]
+__all__ = ["AUTH_PENALTY_MAX", "PENDING", "Close", "Hold", "Ok", "ServerContext", "Session",
+           "StartTLSAction", "Watch"]
 
 log = logging.getLogger(__name__)
 
+#: Longest delay before answering a failed login (the penalty doubles from 2 s).
+AUTH_PENALTY_MAX: Final = 15.0
 #: Output bytes are handed to the sink once this many are pending (big FETCHes).
 FLUSH_AT: Final = 256 * 1024
 
@@ -106,13 +111,21 @@ class Close:
 
 
 @dataclass(frozen=True)
+class Hold:
+    """Carry out what follows only after ``seconds`` (a failed login's penalty),
+    then call :meth:`Session.resume`; the session reads no command until then."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
 class Watch:
     """Watch ``path`` (the selected folder) for changes; None: stop watching."""
 
     path: Path | None
 
 
-Action = bytes | StartTLSAction | Close | Watch
+Action = bytes | StartTLSAction | Close | Watch | Hold
 
 
 @dataclass(frozen=True)
@@ -152,6 +165,8 @@ class ServerContext:
     clock: Callable[[], float] | None = None
     mechanisms: tuple[str, ...] = ("PLAIN",)
     folder_cache: FolderCache = field(default_factory=_folder_cache)
+    #: Failed logins per client address (the proxy's rule; see ``Session.penalize``).
+    penalty: AuthPenalty = field(default_factory=lambda: AuthPenalty(AUTH_PENALTY_MAX))
 
     def maildir_of(self, user: str) -> Path:
         return self.maildir_root / user / "Maildir"
@@ -181,6 +196,7 @@ class Session:
         self._current: str = ""
         self._bye_sent = False
         self._end_after_tagged = False
+        self._held = False
 
     # -- output -----------------------------------------------------------------------
     def write_raw(self, data: bytes) -> None:
@@ -274,7 +290,7 @@ class Session:
             self._action(Close())
 
     def _run(self) -> None:
-        while not self.closed:
+        while not self.closed and not self._held:
             event = self.conn.next_event()
             if event is NEED_DATA or event is PAUSED:
                 return
@@ -419,6 +435,40 @@ class Session:
             self.finish(tag, Ok("Idle completed"))
         else:
             self.send(TaggedResponse(tag, Status.BAD, "Expected DONE"))
+
+    # -- failed logins ----------------------------------------------------------------
+    def _penalty_key(self) -> str | None:
+        """The address a failed login counts against, or none for a trusted proxy:
+        the proxy penalizes the client's address itself, first hand (counting
+        again here would double every delay), and speaks for many users."""
+        if self.trusted_peer():
+            return None
+        return self.client_ip or None
+
+    def penalize(self) -> None:
+        """A login failed: its answer waits (2 s, doubling per failure from the
+        same address within the hour, at most ``AUTH_PENALTY_MAX``), and no
+        later command of this connection is read before it is sent."""
+        key = self._penalty_key()
+        if key is None:
+            return
+        now = time.monotonic()
+        self.ctx.penalty.failed(key, now)
+        delay = self.ctx.penalty.delay(key, now)
+        if delay > 0:
+            self._held = True
+            self._action(Hold(delay))
+
+    def login_succeeded(self) -> None:
+        key = self._penalty_key()
+        if key is not None:
+            self.ctx.penalty.succeeded(key)
+
+    def resume(self) -> list[Action]:
+        """The hold is over: read the commands that waited."""
+        self._held = False
+        self._run()
+        return self._take()
 
     # -- client identity --------------------------------------------------------------
     def trusted_peer(self) -> bool:

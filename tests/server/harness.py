@@ -47,13 +47,15 @@ class ImaphaBackend:
     """``python -m imapha backend`` on loopback ports chosen by the OS."""
 
     def __init__(self, root: Path, users: dict[str, str], maildir_root: Path, *,
-                 node: str = "a", lmtp: bool = True, extra: str = "") -> None:
+                 node: str = "a", lmtp: bool = True, extra: str = "",
+                 trusted: str = "127.0.0.0/8") -> None:
         self.root = Path(root)
         self.users = dict(users)
         self.maildir_root = Path(maildir_root)
         self.node = node
         self.lmtp = lmtp
         self.extra = extra
+        self.trusted = trusted
         self.config = self.root / f"imapha-{node}.toml"
         self.passwd = self.root / "imapha-passwd"
         self.log_path = self.root / f"backend-{node}.log"
@@ -76,7 +78,8 @@ class ImaphaBackend:
             "[backend]", 'imap = ["127.0.0.1:0"]',
             f"maildir_root = {_toml(str(self.maildir_root))}",
             f"passwd_file = {_toml(str(self.passwd))}",
-            'trusted_proxies = ["127.0.0.0/8"]',
+            f"trusted_proxies = [{_toml(self.trusted)}]" if self.trusted else
+            "trusted_proxies = []",
         ]
         if self.lmtp:
             lines.append('lmtp = "127.0.0.1:0"')

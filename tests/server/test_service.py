@@ -207,3 +207,47 @@ def test_unready_while_the_maildir_root_is_gone(
     finally:
         aside.rename(root)
     wait_for(True)
+
+
+def test_failed_logins_are_answered_late_and_hold_what_follows() -> None:
+    # A client straight from the network (no trusted proxy in front): the
+    # proxy's penalty, 2 s after the first failure from an address, 4 s after
+    # the second; a login pipelined behind a failure waits for it.
+    need_binary("doveadm")
+    root = traversable_dir("imapha-backend-penalty-")
+    try:
+        with ImaphaBackend(root / "imapha", USERS, root / "mail", lmtp=False,
+                           trusted="") as be:
+            with Raw(be.host, be.imap_port) as c:
+                start = time.monotonic()
+                c.send(b"a LOGIN user1 wrong\r\nb LOGIN user1 pw-1\r\n")
+                first = c.read_line(timeout=10)
+                failed_after = time.monotonic() - start
+                second = c.read_line(timeout=10)
+            assert first.startswith(b"a NO [AUTHENTICATIONFAILED]")
+            assert second.startswith(b"b OK")
+            assert 1.9 <= failed_after < 3.5
+            with Raw(be.host, be.imap_port) as c:
+                c.ok("LOGIN user1 pw-1")  # a success is never delayed ...
+            with Raw(be.host, be.imap_port) as c:
+                start = time.monotonic()
+                _, tagged = c.command("LOGIN user2 wrong")
+                assert tagged.split()[1] == b"NO"
+                assert 1.9 <= time.monotonic() - start < 3.5  # ... and it reset the count
+                start = time.monotonic()
+                _, tagged = c.command("LOGIN user2 wrong-again")
+                assert tagged.split()[1] == b"NO"
+                assert 3.9 <= time.monotonic() - start < 6.0
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_trusted_proxy_is_not_penalized(backend: tuple[ImaphaBackend, Certs, int]) -> None:
+    # The proxy in front penalizes the client's address itself, first hand.
+    be, _, _ = backend
+    with Raw(be.host, be.imap_port) as c:
+        for attempt in range(3):
+            start = time.monotonic()
+            _, tagged = c.command(f"LOGIN user3 wrong-{attempt}")
+            assert tagged.split()[1] == b"NO"
+            assert time.monotonic() - start < 1.0

@@ -165,3 +165,29 @@ def test_reselect_reuses_the_kept_view_and_still_sees_outside_changes(
     out = _text(b.receive(b"f FETCH 1:* (UID FLAGS)\r\n"))
     assert b"* 1 FETCH (UID 1 FLAGS (\\Flagged))\r\n" in out
     assert b"* 4 FETCH (UID 4 FLAGS ())\r\n" in out
+
+
+def test_failed_login_holds_its_answer_and_the_commands_behind_it(
+        ctx: ServerContext) -> None:
+    from imapha.server.session import Hold
+
+    s = Session(ctx, "198.51.100.9")
+    s.greeting()
+    actions = s.receive(b"a LOGIN u nope\r\nb LOGIN u p\r\n")
+    holds = [a for a in actions if isinstance(a, Hold)]
+    assert len(holds) == 1 and holds[0].seconds == 2.0
+    # The NO comes after the hold; the pipelined LOGIN has not been read yet.
+    assert actions.index(holds[0]) < next(i for i, a in enumerate(actions)
+                                          if isinstance(a, bytes) and a.startswith(b"a NO"))
+    assert b"b OK" not in _text(actions)
+    assert b"b OK" in _text(s.resume())
+    # The next failure from that address waits longer; another address is not held.
+    t = Session(ctx, "198.51.100.9")
+    t.greeting()
+    assert [a.seconds for a in t.receive(b"a LOGIN u bad\r\n") if isinstance(a, Hold)] == [2.0]
+    assert [a.seconds for a in t.resume() + t.receive(b"c LOGIN u bad\r\n")
+            if isinstance(a, Hold)] == [4.0]
+    other = Session(ctx, "203.0.113.5")
+    other.greeting()
+    out = other.receive(b"a LOGIN u bad\r\n")
+    assert [a.seconds for a in out if isinstance(a, Hold)] == [2.0]

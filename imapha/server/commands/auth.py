@@ -3,7 +3,10 @@
 A user is checked against the passwd-file (:mod:`imapha.server.passwd`); the
 Maildir is ``{maildir_root}/{user}/Maildir`` and is created on first login,
 as ``imapha deliver`` does for a listed user. Failures say
-``[AUTHENTICATIONFAILED]`` and nothing about whether the user exists.
+``[AUTHENTICATIONFAILED]`` and nothing about whether the user exists, and are
+answered late: the failed-login penalty of the proxy (2 s doubling per failure
+from the address, at most 15 s; :meth:`Session.penalize`), during which the
+connection's later commands wait unread.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ def _login(s: Session, user: str, password: bytes, authzid: str = "") -> Ok:
         raise no("Proxy authorization is not supported", "AUTHORIZATIONFAILED")
     if not _valid_user(user) or s.ctx.users.check(user, password) is None:
         log.info("session %s: login failed for %r from %s", s.session_id, user, s.client_ip)
+        s.penalize()
         raise no("Authentication failed", AUTHENTICATIONFAILED)
     maildir = s.ctx.maildir_of(user)
     fs = s.ctx.fs
@@ -49,6 +53,7 @@ def _login(s: Session, user: str, password: bytes, authzid: str = "") -> Ok:
         if not home.is_dir():
             fs.mkdir(home, Perms.from_dir(s.ctx.maildir_root))
         ensure_maildir(fs, maildir, Perms.from_dir(home), folder=False)
+    s.login_succeeded()
     s.logged_in(user, Folders.open(maildir, fs))
     log.info("session %s: login user=%s from %s", s.session_id, user, s.client_ip)
     return Ok("Logged in", ResponseCode.capability(s.capabilities()))
