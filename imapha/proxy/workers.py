@@ -385,12 +385,18 @@ class WorkerPool:
             return
         worker.restarts += 1
         self._restarts.inc()
-        worker.spawn(drained=self.draining)
+        drained = self.draining
+        worker.spawn(drained=drained)
+
+        def started(_: object) -> None:
+            if self.draining != drained:  # a drain or undrain came while it started
+                worker.request("drain" if self.draining else "undrain").addErrback(
+                    lambda f: log.warning("proxy worker %d: %s", worker.index, f.value))
 
         def failed(failure: Failure) -> None:
             log.error("proxy worker %d: %s", worker.index, failure.value)
 
-        worker.on_started.addErrback(failed)
+        worker.on_started.addCallbacks(started, failed)
 
     def is_ready(self) -> tuple[bool, str]:
         ready = [w for w in self.workers if w.ready]
