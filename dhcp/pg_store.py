@@ -33,12 +33,15 @@ The failover state of each node is kept in ``dhcp_failover`` (see
 :class:`dhcp.store.FailoverRecord`), written with ``synchronous_commit = on``.
 
 ``psycopg`` (version 3) is imported when a store is opened, so servers that use
-SQLite do not need it. One connection per store, used under a lock.
+SQLite do not need it. One connection per store, used under a lock; if the
+database drops it (restart, failover of the database), the operation under
+way fails (so its batch sends nothing) and the next one reconnects.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Iterator
 from ipaddress import IPv4Address
@@ -56,6 +59,8 @@ from dhcp.store import (
     merged_record,
     reserved_record,
 )
+
+log = logging.getLogger(__name__)
 
 #: How many times a write re-decides after losing an insert race.
 RETRIES = 3
@@ -115,22 +120,41 @@ class PgStore:
         except ImportError as exc:  # pragma: no cover - depends on the site
             raise RuntimeError("dhcp.lease_db: PostgreSQL needs the psycopg package "
                                "(pip install 'imapha[pg]')") from exc
-        self._errors = psycopg.errors
+        self._psycopg: Any = psycopg
+        self._dsn = dsn  # never logged: it may hold a password
+        self._timeout = max(1, int(connect_timeout))
         self._lock = threading.RLock()
         self._in_batch = False
+        self._closed = False
+        self._conn: Any = self._connect()
+
+    def _connect(self) -> Any:
+        psycopg = self._psycopg
         try:
-            self._db = psycopg.connect(dsn, autocommit=True,
-                                       connect_timeout=max(1, int(connect_timeout)))
+            conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=self._timeout)
         except psycopg.OperationalError as exc:
             raise RuntimeError(f"dhcp.lease_db: cannot connect: {exc}".strip()) from None
         try:
-            with self._db.transaction():
-                self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
                 for statement in _SCHEMA:
-                    self._db.execute(statement)
+                    conn.execute(statement)
         except psycopg.Error as exc:
-            self._db.close()
+            conn.close()
             raise RuntimeError(f"dhcp.lease_db: cannot create the lease tables: {exc}") from None
+        return conn
+
+    @property
+    def _db(self) -> Any:
+        """The connection; a lost one is replaced before the next transaction.
+
+        Never inside :meth:`batch`: its earlier writes died with the connection,
+        so the batch must fail (nothing of it is durable, no reply goes out).
+        """
+        if self._conn.closed and not self._closed and not self._in_batch:
+            self._conn = self._connect()
+            log.warning("dhcp.lease_db: the PostgreSQL connection was lost; reconnected")
+        return self._conn
 
     # -- reading -------------------------------------------------------------
 
@@ -256,7 +280,7 @@ class PgStore:
                 "UPDATE dhcp_leases SET state = 'released', expires = %s"
                 " WHERE address = %s AND client = %s AND state IN ('offered', 'bound')"
                 " AND expires > %s", (now, int(address), client, now))
-        return cursor.rowcount == 1
+        return bool(cursor.rowcount == 1)
 
     def decline(self, address: IPv4Address, client: ClientKey, now: float, until: float) -> bool:
         lease = self._decide(address, True,
@@ -268,7 +292,7 @@ class PgStore:
             cursor = self._db.execute(
                 "UPDATE dhcp_leases SET state = 'expired'"
                 " WHERE state IN ('offered', 'bound', 'declined') AND expires <= %s", (now,))
-        return cursor.rowcount
+        return int(cursor.rowcount)
 
     def merge(self, lease: Lease, now: float) -> bool:
         written = self._decide(lease.address, True,
@@ -319,4 +343,5 @@ class PgStore:
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            self._closed = True
+            self._conn.close()

@@ -36,7 +36,7 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from http import HTTPStatus
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
@@ -183,8 +183,8 @@ class DhcpService(ServiceBase):
         if self.probe_timeout > 0:
             self.prober = Prober(self.reactor, interfaces, self.probe_timeout)
             self.prober.start()
-        for interval, fn in ((TICK, self._tick), (EXPIRE_EVERY, self._expire),
-                             (METRICS_EVERY, self._update_metrics),
+        for interval, fn in ((TICK, self._tick), (EXPIRE_EVERY, self._guarded(self._expire)),
+                             (METRICS_EVERY, self._guarded(self._update_metrics)),
                              (ADDRESSES_EVERY, self._refresh_addresses)):
             loop = LoopingCall(fn)
             loop.clock = self.reactor
@@ -197,6 +197,25 @@ class DhcpService(ServiceBase):
                  "record(s), %d registration(s), interfaces %s", self.mode.value, self.index,
                  self.config.server_id, self.failover.state.value,
                  sum(1 for _ in self.store.leases()), len(registrations), ", ".join(interfaces))
+
+    def _guarded(self, fn: Callable[[], None]) -> Callable[[], None]:
+        """A periodic store task that survives the store failing (a database restart)."""
+        failing = False
+
+        def run() -> None:
+            nonlocal failing
+            try:
+                fn()
+            except Exception as exc:
+                if not failing:
+                    log.error("dhcp: %s failed (the lease store?): %s", fn.__name__, exc)
+                failing = True
+                return
+            if failing:
+                log.warning("dhcp: %s works again", fn.__name__)
+            failing = False
+
+        return run
 
     def _peer_link(self) -> PeerLink:
         assert self.peer_node is not None and self.peer_node.dhcp is not None

@@ -408,3 +408,33 @@ def test_pg_commit_survives_the_writer_dying(pg_dsn: str) -> None:
     store = PgStore(pg_dsn)
     assert store.get(A) is not None and store.get(A).client == ALICE  # type: ignore[union-attr]
     store.close()
+
+
+def test_pg_store_reconnects_after_the_database_drops_it(pg_dsn: str) -> None:
+    """The database ends our session (a restart would): the write under way fails,
+    a batch that lost its connection fails whole, and the next write reconnects."""
+    import psycopg
+
+    from dhcp.pg_store import PgStore
+
+    store = PgStore(pg_dsn)
+    store.commit(A, ALICE, HW, starts=T0, expires=T0 + 600, hostname=None)
+
+    def kill_session() -> None:
+        with psycopg.connect(pg_dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                          " WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'")
+
+    kill_session()
+    with pytest.raises(psycopg.OperationalError):
+        store.get(A)
+    lease = store.get(A)  # a new connection
+    assert lease is not None and lease.client == ALICE
+    with pytest.raises(psycopg.Error), store.batch():
+        store.commit(B, BOB, HW, starts=T0, expires=T0 + 600, hostname=None)
+        kill_session()
+        store.release(A, ALICE, T0 + 1)
+    assert store.get(B) is None  # the batch's first write died with the session
+    lease = store.get(A)
+    assert lease is not None and lease.state is LeaseState.BOUND
+    store.close()
