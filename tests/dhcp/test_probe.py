@@ -27,8 +27,8 @@ from dhcp.probe import (
     icmp_echo,
 )
 from imapha.lab.topology import Lab
-from tests.dhcp.cluster import POOL, Pair, dump, make_pair
-from tests.prereq import need_root
+from tests.dhcp.cluster import POOL, RELAYED_POOL, Pair, dump, make_pair
+from tests.prereq import need_binary, need_root
 
 MAC = bytes.fromhex("525400abcdef")
 
@@ -156,3 +156,34 @@ def test_daemon_does_not_offer_an_address_a_machine_already_uses(lab: Lab, root:
     assert str(first) in squatter.run(["ip", "-4", "-o", "addr"]).stdout
     held = pair.check_unique()
     assert str(first) not in held
+
+
+@pytest.mark.netns
+def test_daemon_pings_a_relayed_address_before_offering_it(lab: Lab, root: Path) -> None:
+    """Behind a relay ARP cannot reach the client's link: the probe is an ICMP echo."""
+    dhcrelay = need_binary("dhcrelay")
+    pair = make_pair(lab, root, mode="hot-standby", relay=True)
+    pair.args = ["--probe-timeout", "0.3"]
+    relay = lab.add_host("rly", ["192.0.2.254/24", "198.51.100.1/24"])
+    relay.sysctl("net.ipv4.ip_forward", 1)
+    first = IPv4Address(RELAYED_POOL[0])
+    squatter = lab.add_client("squat", [f"{first}/24"])
+    squatter.run(["ip", "route", "add", "default", "via", "198.51.100.1"])
+    pair.start("a")
+    pair.start("b")
+    Pair.wait(lambda: pair.failover("a") == "normal" == pair.failover("b"), 10, "normal")
+    pair.vip("a", "master")
+    pair.vip("b", "backup")
+    relay.spawn([dhcrelay, "-4", "-d", "-a", "-pf", str(root / "relay.pid"),
+                 "-id", "eth1", "-iu", "eth0", "192.0.2.11", "192.0.2.12"])
+    time.sleep(0.5)  # dhcrelay opens its sockets
+    client = pair.udhcpc("r0", network="198.51.100.0/24")
+    try:
+        client.wait_bound(15)
+    except AssertionError:
+        raise AssertionError(dump(pair)) from None
+    assert client.bound() == first + 1, dump(pair)
+    record = pair.ctl("a", "POST", "/lease", {"ip": str(first)}).body["lease"]
+    assert record is not None and record["state"] == "declined"
+    assert pair.status("a")["probes"]["answered"] == 1
+    assert str(first) not in pair.check_unique()
