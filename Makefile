@@ -22,6 +22,7 @@ APT_PACKAGES := \
 	udhcpc \
 	haproxy \
 	nginx \
+	prometheus \
 	libnginx-mod-mail
 
 # Baselines only the benchmarks run against (not needed by the tests).
