@@ -32,7 +32,7 @@ from imapha.control import ControlClientError, request
 
 EXIT_OK = 0
 EXIT_FAILED = 1
-EXIT_USAGE = 64
+EXIT_USAGE = 2  # as every other `imapha ctl` action
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -69,6 +69,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final, TextIO
 
+from dhcp import ctlverbs as dhcp_ctlverbs
 from imapha.config import ClusterConfig, ConfigError, load_config
 from imapha.control import ControlClientError, JsonObject, request
 
@@ -145,6 +146,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     kick.add_argument("target", metavar="USER")
     drain_backend = add("drain-backend", "route no new session to backend NAME")
     drain_backend.add_argument("target", metavar="NAME")
+    dhcp_ctlverbs.configure(add("dhcp", "DHCP server: leases, failover, partner-down, sync"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -167,6 +169,8 @@ def run(args: argparse.Namespace) -> int:
         wait = None if args.no_wait else max(0.0, args.wait_timeout)
         return _drain(config, args.action, args.target, timeout, out,
                       ssh_command=args.ssh_command if args.ssh else None, wait=wait)
+    if args.action == "dhcp":
+        return dhcp_ctlverbs.run(config, args, timeout, out)
     if args.action == "kick":
         return _to_proxies(config, "/kick", {"user": args.target}, timeout, out)
     if args.action == "drain-backend":
