@@ -13,8 +13,10 @@ verdict (0 passed, 1 failed, 2 could not run).
 
 ``--hold`` keeps the cluster up and writes the state file (DESIGN.md's demo
 contract) once it is ready, until SIGINT or SIGTERM. Interactively (a
-terminal, no scenario) a small command prompt kills, drains and restarts
-nodes. Without a terminal, plain ``imapha demo`` runs the failover story.
+terminal, no scenario) a live status view (:mod:`imapha.lab.liveview`) shows
+who holds which VIP, health and sessions per node and the failovers seen, and
+single keys kill, start, drain and undrain nodes. Without a terminal, plain
+``imapha demo`` runs the failover story.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from pathlib import Path
 from types import FrameType
 
 from imapha.lab.cluster import NODES, VIPS, Cluster, ClusterError
+from imapha.lab.liveview import LiveView
 from imapha.lab.topology import Lab
 from imapha.lab.workload import disruption, load_logs, verify_mail
 
@@ -235,32 +238,6 @@ def _hold(cluster: Cluster, state_file: Path | None) -> None:
     stop.wait()
 
 
-def _interactive(cluster: Cluster) -> None:
-    say("commands: status | kill NODE | start NODE | drain NODE | undrain NODE | "
-        "story NAME | quit")
-    for line in sys.stdin:
-        words = line.split()
-        if not words:
-            continue
-        cmd, args = words[0], words[1:]
-        if cmd in ("quit", "exit"):
-            return
-        if cmd == "status":
-            for name, address, _, home in VIPS:
-                say(f"{name} {address} (home {home}): held by {cluster.vip_holders(address)}")
-            _ctl(cluster, "status")
-        elif cmd == "kill" and args and args[0] in NODES:
-            cluster.kill_node(args[0])
-        elif cmd == "start" and args and args[0] in NODES:
-            cluster.start_node(args[0])
-        elif cmd in ("drain", "undrain") and args:
-            _ctl(cluster, cmd, args[0])
-        elif cmd == "story" and args and args[0] in STORIES:
-            run_story(cluster, args[0])
-        else:
-            say(f"not understood: {line.strip()}")
-
-
 def missing_roles() -> list[str]:
     """The daemons the demo needs that this version does not have yet."""
     from imapha import cli
@@ -309,7 +286,7 @@ def run(args: argparse.Namespace) -> int:
             if args.hold:
                 _hold(cluster, args.state_file)
                 return 0
-            _interactive(cluster)
+            LiveView(cluster).run()
             return 0
     except ClusterError as exc:
         say(f"the cluster did not come up: {exc} (logs in {workdir / 'logs'})")

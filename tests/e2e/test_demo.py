@@ -84,3 +84,49 @@ def test_hold_writes_the_state_file_and_serves_outside_clients(tmp_path: Path) -
     assert state["client_netns"] not in listed.stdout
 
 
+
+
+@pytest.mark.timeout(200)
+def test_interactive_live_view_kills_a_node_from_the_keyboard(tmp_path: Path) -> None:
+    """As a person at a terminal: the live view shows the VIPs; 'k' kills node a."""
+    need_root()
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the demo on a real terminal
+        os.execv(sys.executable, [sys.executable, "-m", "imapha", "demo",
+                                  "--workdir", str(tmp_path / "demo")])
+    screen = ""
+
+    def read_until(text: str, timeout: float) -> str:
+        nonlocal screen
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if ready:
+                try:
+                    screen = (screen + os.read(fd, 65536).decode(errors="replace"))[-20000:]
+                except OSError:
+                    break
+                if text in screen[-4000:]:
+                    return screen
+        raise AssertionError(f"{text!r} not shown; screen tail: {screen[-2000:]}")
+
+    reaped = False
+    try:
+        read_until("imap1  192.0.2.101    a     a", 120)
+        read_until("imap2  192.0.2.102    b     b", 10)
+        os.write(fd, b"k")
+        read_until("DEAD (killed, unplugged)", 20)
+        read_until("imap1  192.0.2.101    a     b", 20)  # the survivor holds a's VIP
+        read_until("imap1 moved a -> b", 5)
+        os.write(fd, b"q")
+        _, status = os.waitpid(pid, 0)
+        reaped = True
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        if not reaped:  # our own child, not yet reaped: its PID cannot have been reused
+            os.kill(pid, signal.SIGTERM)
+            os.waitpid(pid, 0)
+        os.close(fd)
