@@ -549,6 +549,25 @@ def test_a_lost_race_sends_no_ack(tmp_path: Path) -> None:
     two.close()
 
 
+def test_a_lost_race_sends_no_ack_on_postgresql(pg_dsn: str) -> None:
+    """Two servers on one PostgreSQL database: the one whose commit fails never ACKs."""
+    from dhcp.pg_store import PgStore
+
+    one, two = PgStore(pg_dsn), PgStore(pg_dsn)
+    first, second = make_server(one), make_server(two)
+    a, b = Client(mac(1)), Client(mac(2))
+    outcome_a = first.handle(a.select(ip("192.0.2.120")), LOCAL, T0)
+    outcome_b = second.handle(b.select(ip("192.0.2.120")), LOCAL, T0)
+    assert outcome_a.reply is not None and outcome_b.reply is not None  # both would ACK
+    assert apply(outcome_a, one) is not None
+    with pytest.raises(LeaseConflict):
+        apply(outcome_b, two)
+    lease = two.get(ip("192.0.2.120"))
+    assert lease is not None and lease.client == client_key(None, 1, mac(1))
+    one.close()
+    two.close()
+
+
 def test_server_identifier_is_the_configured_vip(store: LeaseStore) -> None:
     server = make_server(store, server_id=ip("192.0.2.249"))
     _, offer = run(server, Client(mac(1)).discover())
