@@ -40,6 +40,7 @@ from enum import Enum
 from functools import partial
 from pathlib import Path
 
+from imapha.maildir import index as ix
 from imapha.maildir import keywords as kw
 from imapha.maildir import uidlist as ul
 from imapha.maildir.deliver import deliver
@@ -59,7 +60,8 @@ from imapha.maildir.scan import Scanner, Stamp
 __all__ = ["Mailbox", "Message", "MessageExpunged", "StoreMode", "SyncResult"]
 
 #: Temporary files of ours a killed process may leave in the folder's directory.
-LITTER_PREFIXES = (ul.FILENAME, ul.FILENAME + ".lock", kw.FILENAME, kw.FILENAME + ".lock")
+LITTER_PREFIXES = (ul.FILENAME, ul.FILENAME + ".lock", kw.FILENAME, kw.FILENAME + ".lock",
+                   ix.FILENAME)
 #: Re-lookups of a base name after ENOENT before calling the message expunged.
 LOOKUP_ATTEMPTS = 5
 #: An mtime this recent may hide a same-tick change (coarse timestamps): rescan.
@@ -138,6 +140,8 @@ class Mailbox:
         self._stamps: Stamp | None = None
         self._sizes: dict[str, int] = {}  # base -> size (contents never change)
         self._mtimes: dict[str, float] = {}  # base -> INTERNALDATE
+        self._mtimes_ns: dict[str, int] = {}  # base -> the same in ns (the index's key)
+        self._index: ix.MessageIndex | None = None
         self._letter_cache: dict[str, tuple[frozenset[str], frozenset[str], str]] = {}
         self._keywords = kw.Keywords({})
         self._keywords_epoch = 0  # bumped when the keyword table changes
@@ -215,7 +219,42 @@ class Mailbox:
         except FileNotFoundError:
             raise MessageExpunged(uid) from None
         self._mtimes[msg.base] = st.st_mtime
+        self._mtimes_ns[msg.base] = st.st_mtime_ns
         return st.st_mtime
+
+    def mtime_ns(self, uid: int) -> int:
+        """The file's mtime in ns (as ``internaldate``, read once and cached)."""
+        msg = self.get(uid)
+        if msg.base not in self._mtimes_ns:
+            self.internaldate(uid)
+        return self._mtimes_ns[msg.base]
+
+    @property
+    def index(self) -> ix.MessageIndex:
+        """The folder's ``imapha.index`` (see :mod:`imapha.maildir.index`)."""
+        if self._index is None:
+            self._index = ix.MessageIndex(self.fs, self.path, self.perms)
+        return self._index
+
+    def cached(self, uid: int) -> ix.Entry | None:
+        """The index entry of a message, if it matches the file's size and mtime."""
+        msg = self.get(uid)
+        return self.index.get(msg.base, msg.size, self.mtime_ns(uid))
+
+    def remember(self, uid: int, crlf_size: int, header: bytes) -> None:
+        """Add what reading the message told to the index (saved later)."""
+        msg = self.get(uid)
+        self.index.put(msg.base, ix.Entry(msg.size, self.mtime_ns(uid), crlf_size, header))
+
+    def save_index(self, *, force: bool = False) -> None:
+        """Write the index if enough was added (or anything, with ``force``)."""
+        if self._index is None:
+            return
+        live = (m.base for m in self._view.values())
+        if force:
+            self._index.save(live)
+        else:
+            self._index.save_if_worth_it(live)
 
     def _message(self, uid: int, base: str, subdir: str, filename: str) -> Message | None:
         size = self._size(base, subdir, filename)
@@ -402,6 +441,7 @@ class Mailbox:
             live = {m.base for m in view.values()}
             self._sizes = {b: i for b, i in self._sizes.items() if b in live}
             self._mtimes = {b: i for b, i in self._mtimes.items() if b in live}
+            self._mtimes_ns = {b: n for b, n in self._mtimes_ns.items() if b in live}
         return SyncResult(current.uid_validity, current.next_uid, added, expunged, changed,
                           validity_changed)
 

@@ -142,7 +142,7 @@ class FetchRequest:
     @property
     def store_only(self) -> bool:
         """Every item is UID, FLAGS, INTERNALDATE or RFC822.SIZE (no file read)."""
-        return all(i.kind in _STORE_KINDS for i in self.items)
+        return all(i.kind in STORE_KINDS for i in self.items)
 
     @property
     def sets_seen(self) -> bool:
@@ -439,7 +439,7 @@ def render_items(request: FetchRequest, src: FetchSource) -> list[Node]:
 
 
 #: Items whose values come from the store alone, rendered without nodes.
-_STORE_KINDS = frozenset({Kind.UID, Kind.FLAGS, Kind.INTERNALDATE, Kind.RFC822_SIZE})
+STORE_KINDS = frozenset({Kind.UID, Kind.FLAGS, Kind.INTERNALDATE, Kind.RFC822_SIZE})
 #: A flag tuple -> its rendered, checked list (few distinct ones per folder).
 _FLAG_BYTES: dict[tuple[str, ...], bytes] = {}
 _FLAG_BYTES_MAX = 4096

@@ -34,6 +34,7 @@ change from another.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -46,6 +47,7 @@ from imapha.maildir import keywords as kw
 from imapha.maildir.folders import FolderError
 from imapha.maildir.mailbox import Mailbox, Message, MessageExpunged, StoreMode
 from imapha.server.errors import bad
+from imapha.server.message import ParsedMessage
 
 __all__ = ["SYSTEM_FLAGS", "FolderCache", "Selected", "SharedFolder", "flag_list"]
 
@@ -108,6 +110,8 @@ class FolderCache:
             path = folder.mailbox.path
             if folder.users <= 0 and self._folders.get(path) is folder:
                 del self._folders[path]
+                with folder.lock:  # the last session left: keep what it indexed
+                    folder.mailbox.save_index(force=True)
                 if self.keep > 0:
                     self._idle[path] = folder
                     while len(self._idle) > self.keep:
@@ -140,8 +144,6 @@ class Selected:
         #: The folder was deleted or its UIDVALIDITY changed under us: the session
         #: cannot go on with this view (RFC 3501 §2.3.1.1) and ends with BYE.
         self.invalidated = False
-        #: RFC822.SIZE with CRLF line ends, counted once per message (FETCH).
-        self.crlf_sizes: dict[int, int] = {}
 
     @property
     def mailbox(self) -> Mailbox:
@@ -185,6 +187,28 @@ class Selected:
     def internaldate(self, uid: int) -> float:
         with self.folder.lock:
             return self.mailbox.internaldate(uid)
+
+    def message_info(self, uid: int) -> tuple[int, ParsedMessage]:
+        """RFC822.SIZE (CRLF line ends) and a parsed message holding at least the
+        header block: from the folder's index when it matches the file, else read
+        from the file and added to the index. ``MessageExpunged`` if gone."""
+        box = self.mailbox
+        with self.folder.lock:
+            entry = box.cached(uid)
+            if entry is not None:
+                return entry.crlf_size, ParsedMessage(entry.header)
+            data = box.read(uid)
+        parsed = ParsedMessage(data)
+        root = parsed.root
+        size = len(parsed.data)
+        with self.folder.lock, contextlib.suppress(MessageExpunged):
+            box.remember(uid, size, parsed.data[root.start : root.body_start])
+        return size, parsed
+
+    def save_index(self) -> None:
+        """Write the folder's index if enough was added to it."""
+        with self.folder.lock:
+            self.mailbox.save_index()
 
     @property
     def exists(self) -> int:

@@ -191,3 +191,34 @@ def test_failed_login_holds_its_answer_and_the_commands_behind_it(
     other.greeting()
     out = other.receive(b"a LOGIN u bad\r\n")
     assert [a.seconds for a in out if isinstance(a, Hold)] == [2.0]
+
+
+def test_envelope_from_the_index_after_a_restart_and_never_from_a_stale_entry(
+        ctx: ServerContext) -> None:
+    from imapha.maildir import index as ix
+
+    a = _session(ctx)
+    for i in range(3):
+        a.receive(b"x APPEND INBOX {27+}\r\nSubject: number %d\r\n\r\nbody\r\n\r\n" % i)
+    a.receive(b"s SELECT INBOX\r\n")
+    first = _text(a.receive(b"f FETCH 1:* (ENVELOPE RFC822.SIZE BODY.PEEK[HEADER])\r\n"))
+    assert b"number 2" in first
+    a.receive(b"c CLOSE\r\n")  # the last session leaves: the index is written
+    path = ctx.maildir_of("u") / ix.FILENAME
+    table = ix.parse(path.read_bytes())
+    assert len(table) == 3
+    # A restarted backend answers the same from the index.
+    fresh = ServerContext(ctx.users, ctx.maildir_root)
+    b = _session(fresh)
+    b.receive(b"s SELECT INBOX\r\n")
+    assert _text(b.receive(b"f FETCH 1:* (ENVELOPE RFC822.SIZE BODY.PEEK[HEADER])\r\n")) == first
+    assert b.selected is not None and b.selected.mailbox.index.stats["hits"] == 3
+    # An entry that does not match its file (another mtime) is not believed.
+    forged = {base: ix.Entry(e.size, e.mtime_ns + 1, e.crlf_size,
+                             e.header.replace(b"number", b"forged"))
+              for base, e in table.items()}
+    path.write_bytes(ix.render(forged))
+    c = _session(ServerContext(ctx.users, ctx.maildir_root))
+    c.receive(b"s SELECT INBOX\r\n")
+    assert _text(c.receive(b'f SEARCH SUBJECT "forged"\r\n')).startswith(b"* SEARCH\r\n")
+    assert _text(c.receive(b"f FETCH 1:* (ENVELOPE RFC822.SIZE BODY.PEEK[HEADER])\r\n")) == first

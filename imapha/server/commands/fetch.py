@@ -4,8 +4,9 @@ Parsing and rendering of the items are the message library's
 (:mod:`imapha.server.fetchitems`); this module walks the set, sets ``\\Seen``
 for non-PEEK body items on a read-write mailbox (and reports FLAGS then),
 and reads a file only when an item needs its bytes. ``RFC822.SIZE`` is the
-size with CRLF line ends, as ``BODY[]`` is sent: the ``,S=`` size when the file
-has CRLF already, else counted once per message and cached for the session.
+size with CRLF line ends, as ``BODY[]`` is sent; it and the header block come
+from the folder's index (:mod:`imapha.maildir.index`) when it matches the
+file, so ENVELOPE and header sections need no file read.
 A message someone expunged meanwhile is skipped and the command ends
 ``NO [EXPUNGEISSUED]`` (RFC 5530), with no EXPUNGE sent during FETCH.
 """
@@ -21,6 +22,8 @@ from imapha.maildir.mailbox import MessageExpunged, StoreMode
 from imapha.server.args import Args
 from imapha.server.errors import bad, no
 from imapha.server.fetchitems import (
+    STORE_KINDS,
+    FetchRequest,
     FetchSource,
     FetchSyntaxError,
     Kind,
@@ -28,8 +31,7 @@ from imapha.server.fetchitems import (
     fetch_response,
     parse_fetch_items,
 )
-from imapha.server.message import to_crlf
-from imapha.server.selected import SYSTEM_FLAGS, Selected
+from imapha.server.selected import SYSTEM_FLAGS
 from imapha.server.session import Ok, Result, Session
 
 _SEEN = frozenset({"\\Seen"})
@@ -39,14 +41,13 @@ def _flags(flags: frozenset[str], keywords: frozenset[str]) -> tuple[str, ...]:
     return tuple(f for f in SYSTEM_FLAGS if f in flags) + tuple(sorted(keywords))
 
 
-def _crlf_size(sel: Selected, uid: int, size: int, read: partial[bytes]) -> int:
-    cache = sel.crlf_sizes
-    known = cache.get(uid)
-    if known is None:
-        data = read()
-        known = len(to_crlf(data))
-        cache[uid] = known
-    return known
+def _header_only(request: FetchRequest) -> bool:
+    """Whether every item is a store value or reads the top-level header only
+    (ENVELOPE, BODY[HEADER], BODY[HEADER.FIELDS (...)]): then the folder's
+    index can answer without reading the file."""
+    return all(i.kind in STORE_KINDS or i.kind is Kind.ENVELOPE
+               or (i.kind is Kind.SECTION and not i.part and i.text.startswith("HEADER"))
+               for i in request.items)
 
 
 def _fetch(s: Session, cmd: ClientCommand, *, uid: bool) -> Result:
@@ -65,6 +66,7 @@ def _fetch(s: Session, cmd: ClientCommand, *, uid: bool) -> Result:
     if set_seen:
         request = request.with_flags()
     wants_size = any(i.kind is Kind.RFC822_SIZE for i in request.items)
+    header_only = request.needs_data and _header_only(request)
     # INTERNALDATE is the file's mtime: one stat per message, only when asked for.
     wants_date = any(i.kind is Kind.INTERNALDATE for i in request.items)
     missed = False
@@ -77,9 +79,12 @@ def _fetch(s: Session, cmd: ClientCommand, *, uid: bool) -> Result:
             if set_seen and "\\Seen" not in msg.flags:
                 msg = sel.store(msg_uid, _SEEN, (), StoreMode.ADD)
             read = partial(sel.read, msg_uid)
-            size = _crlf_size(sel, msg_uid, msg.size, read) if wants_size else msg.size
+            size, parsed = msg.size, None
+            if wants_size or header_only:
+                size, parsed = sel.message_info(msg_uid)
             src = FetchSource(msg_uid, _flags(msg.flags, msg.keywords),
-                              sel.internaldate(msg_uid) if wants_date else 0.0, size, read)
+                              sel.internaldate(msg_uid) if wants_date else 0.0, size, read,
+                              _message=parsed if header_only else None)
             s.write_raw(fetch_response(seq, request, src))
         except MessageExpunged:
             sel.mark_expunged([msg_uid])
@@ -88,6 +93,8 @@ def _fetch(s: Session, cmd: ClientCommand, *, uid: bool) -> Result:
             raise no("Unknown Content-Transfer-Encoding", "UNKNOWN-CTE") from None
         except ProtocolError as exc:
             raise no(exc.text) from None
+    if wants_size or header_only:
+        sel.save_index()
     if missed:
         raise no("Some messages were expunged", "EXPUNGEISSUED")
     return Ok("Fetch completed")

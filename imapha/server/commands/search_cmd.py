@@ -4,7 +4,9 @@ Key parsing and evaluation are the message library's
 (:mod:`imapha.server.search`); this module walks the client's view in order,
 skips messages someone expunged meanwhile (they keep their number until the
 EXPUNGE can be sent, but have no contents to match), and answers ``* SEARCH``
-with sequence numbers or UIDs. A file is read only when a key needs it.
+with sequence numbers or UIDs. A file is read only when a key needs it, and
+not at all for keys on the top-level header (SUBJECT, FROM, HEADER, SENT*...)
+of a message the folder's index holds (:mod:`imapha.maildir.index`).
 """
 
 from __future__ import annotations
@@ -20,13 +22,19 @@ from imapha.imap.tokens import Atom, Token
 from imapha.maildir.mailbox import MessageExpunged
 from imapha.server.errors import CommandError, bad
 from imapha.server.search import (
+    And,
     BadCharset,
+    Body,
+    Key,
+    Not,
+    Or,
     SearchMessage,
     SearchScope,
     SearchSyntaxError,
     matches,
     parse_search,
 )
+from imapha.server.selected import Selected
 from imapha.server.session import Ok, Result, Session
 
 
@@ -45,6 +53,7 @@ def _search(s: Session, cmd: ClientCommand, *, uid: bool) -> Result:
         raise CommandError(Status.NO, "Unsupported charset", code) from None
     sel = s.selected
     assert sel is not None
+    headers_only = not _needs_body(key)
     scope = SearchScope(largest_seq=len(sel.uids), largest_uid=sel.uids[-1] if sel.uids else 0)
     found: list[Token] = []
     for seq, msg_uid in enumerate(list(sel.uids), 1):
@@ -52,14 +61,33 @@ def _search(s: Session, cmd: ClientCommand, *, uid: bool) -> Result:
         if msg is None:
             continue
         try:
+            read = (partial(_header_block, sel, msg_uid) if headers_only
+                    else partial(sel.read, msg_uid))
             candidate = SearchMessage(seq, msg_uid, msg.flags | msg.keywords, msg.size,
-                                      sel.internaldate(msg_uid), partial(sel.read, msg_uid))
+                                      partial(sel.internaldate, msg_uid), read)
             if matches(key, candidate, scope):
                 found.append(Atom(str(msg_uid if uid else seq)))
         except MessageExpunged:
             sel.mark_expunged([msg_uid])
+    sel.save_index()
     s.send(UntaggedData("SEARCH", None, tuple(found)))
     return Ok("Search completed")
+
+
+def _needs_body(key: Key) -> bool:
+    """Whether a key reads more than the top-level header (BODY, TEXT)."""
+    if isinstance(key, And):
+        return any(_needs_body(k) for k in key.keys)
+    if isinstance(key, Or):
+        return _needs_body(key.left) or _needs_body(key.right)
+    if isinstance(key, Not):
+        return _needs_body(key.key)
+    return isinstance(key, Body)
+
+
+def _header_block(sel: Selected, uid: int) -> bytes:
+    """The message's header block, from the folder's index when it has it."""
+    return sel.message_info(uid)[1].data
 
 
 def search(s: Session, cmd: ClientCommand) -> Result:
