@@ -68,3 +68,27 @@ def test_a_crashed_node_does_not_serve_while_the_peer_that_took_its_half_is_away
     late.wait_bound(15)
     assert late.bound() != address
     pair.check_unique()
+
+
+def test_a_clean_stop_is_remembered_and_a_crash_is_not(lab: Lab, root: Path) -> None:
+    """b never runs (refused). a after a clean stop serves its half again after 3 s;
+    a after SIGKILL holds: it cannot know what b did while it was away."""
+    pair = make_pair(lab, root)
+    pair.start("a")
+    assert pair.ctl("a", "POST", "/partner-down").ok  # a store with a lease: not fresh
+    pair.udhcpc("c1").wait_bound(15)
+    pair.stop("a")  # SIGTERM: bye, and the record says so
+    pair.start("a")
+    took = Pair.wait(lambda: pair.failover("a") == "communications-interrupted", 10,
+                     "a serves its half again after a clean stop")
+    assert took >= STARTUP_WAIT - 1.0  # it looked for b first
+    assert pair.status("a")["failover_hold"] is False
+    pair.kill("a")
+    pair.start("a")
+    time.sleep(STARTUP_WAIT + 1.5)
+    status = pair.status("a")
+    assert status["failover"] == "startup" and status["failover_hold"] is True, dump(pair)
+    assert "did not stop cleanly" in pair.log("a")
+    # the operator may still decide
+    assert pair.ctl("a", "POST", "/partner-down").ok
+    Pair.wait(lambda: pair.ready("a"), 5, "a ready after the operator's partner-down")
