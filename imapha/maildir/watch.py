@@ -4,12 +4,14 @@ Theory of operation
 -------------------
 Two sources say "this folder may have changed, sync it":
 
-1. **inotify** through watchdog (its default observer on Linux), for changes
+1. **inotify** (:class:`imapha.maildir.inotify.InotifyHub`), for changes
    made on this host: any entry created, renamed or removed in ``new/`` or
-   ``cur/``, and a new ``dovecot-uidlist`` or ``dovecot-keywords`` (both are
-   replaced by rename). Events arrive on watchdog's thread; they only set a
-   flag and call the optional ``on_change`` callback (a Twisted user passes
-   ``lambda: reactor.callFromThread(...)``). No thread of ours spins.
+   ``cur/``, a ``dovecot-uidlist`` or ``dovecot-keywords`` written, created or
+   replaced by rename, the folder itself removed or renamed. Events arrive on
+   the hub's thread as the kernel reports them (no holding back of moves for
+   pairing, as watchdog does: that made IDLE pushes ~200 ms late); they only
+   set a flag and call the optional ``on_change`` callback (a Twisted user
+   passes ``lambda: reactor.callFromThread(...)``). No thread of ours spins.
 2. **A poll** the caller runs on its own clock (``poll()``): inotify does not
    see what another NFS client did, so compare the ``stat`` of ``new/``,
    ``cur/`` and the two list files with the last poll: four ``stat`` calls, not
@@ -17,8 +19,8 @@ Two sources say "this folder may have changed, sync it":
 
 ``changed()`` answers and clears: true if either source fired since the last
 call. ``PollState`` is the pure part (stamps in, "changed?" out), tested alone.
-One ``Observer`` may be shared by many watches (inotify instances are a
-per-user limit, 128 by default): pass it in.
+One hub may be shared by many watches (inotify instances are a per-user
+limit, 128 by default): pass it in.
 """
 
 from __future__ import annotations
@@ -29,10 +31,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers import Observer
+from imapha.maildir.inotify import (
+    IN_CREATE,
+    IN_DELETE,
+    IN_MODIFY,
+    IN_MOVED_FROM,
+    IN_MOVED_TO,
+    IN_SELF,
+    InotifyHub,
+)
 
 __all__ = ["MaildirWatch", "PollState", "Stamp"]
 
@@ -65,62 +73,52 @@ class PollState:
         return changed
 
 
-class _Handler(FileSystemEventHandler):
-    def __init__(self, watch: MaildirWatch) -> None:
-        super().__init__()
-        self.watch = watch
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type in ("opened", "closed", "closed_no_write"):
-            return
-        for raw in (event.src_path, getattr(event, "dest_path", "")):
-            if not raw:
-                continue
-            path = Path(os.fsdecode(raw))
-            if path.parent.name in ("new", "cur") and path.parent.parent == self.watch.path:
-                self.watch.notify()
-                return
-            if path.parent == self.watch.path and path.name in WATCHED_FILES:
-                self.watch.notify()
-                return
+#: Events that mean "sync": entries of new/ and cur/, files of the folder.
+ENTRY_EVENTS = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_SELF
+FILE_EVENTS = ENTRY_EVENTS | IN_MODIFY
 
 
 @dataclass
 class MaildirWatch:
     path: Path
     on_change: Callable[[], None] | None = None
-    observer: Any = None
+    hub: InotifyHub | None = None
     _flag: threading.Event = field(default_factory=threading.Event)
     _poll: PollState = field(default_factory=PollState)
-    _watches: list[Any] = field(default_factory=list)
-    _own_observer: bool = False
+    _tokens: list[int] = field(default_factory=list)
+    _own_hub: bool = False
 
     def start(self) -> MaildirWatch:
-        if self.observer is None:
-            self.observer = Observer()
-            self._own_observer = True
-        handler = _Handler(self)
-        for target in (self.path, self.path / "new", self.path / "cur"):
-            self._watches.append(self.observer.schedule(handler, str(target), recursive=False))
-        if self._own_observer:
-            self.observer.daemon = True
-            self.observer.start()
+        if self.hub is None:
+            self.hub = InotifyHub().start()
+            self._own_hub = True
+        try:
+            self._tokens.append(self.hub.add(self.path, FILE_EVENTS, self._folder_event))
+            for sub in ("new", "cur"):
+                self._tokens.append(self.hub.add(self.path / sub, ENTRY_EVENTS,
+                                                 self._entry_event))
+        except OSError:
+            self.stop()
+            raise
         self._poll.feed(stamp(self.path))
         return self
 
+    def _folder_event(self, name: str) -> None:
+        if name in WATCHED_FILES or not name:
+            self.notify()
+
+    def _entry_event(self, name: str) -> None:
+        self.notify()
+
     def stop(self) -> None:
-        if self.observer is None:
+        if self.hub is None:
             return
-        for watch in self._watches:
-            try:
-                self.observer.unschedule(watch)
-            except (KeyError, ValueError):
-                continue
-        self._watches.clear()
-        if self._own_observer:
-            self.observer.stop()
-            self.observer.join(timeout=5)
-            self.observer = None
+        for token in self._tokens:
+            self.hub.remove(token)
+        self._tokens.clear()
+        if self._own_hub:
+            self.hub.stop()
+            self.hub = None
 
     def notify(self) -> None:
         self._flag.set()

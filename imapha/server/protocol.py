@@ -236,7 +236,7 @@ class ImapProtocol(Protocol):
             reactor = self.service.reactor
             self.watch = MaildirWatch(action.path,
                                       on_change=lambda: reactor.callFromThread(self.changed),
-                                      observer=self.service.observer).start()
+                                      hub=self.service.inotify).start()
 
     # -- worker side ---------------------------------------------------------------
     def _work(self) -> None:

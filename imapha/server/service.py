@@ -5,7 +5,7 @@ Theory of operation
 :class:`BackendService` is the :class:`~imapha.daemon.Service` the runtime
 drives. ``start`` checks that ``maildir_root`` is a directory, starts the
 worker pool (Maildir I/O blocks; see :mod:`imapha.server.protocol`), the
-shared watchdog observer (one inotify instance for every session's folder)
+shared inotify hub (one inotify instance for every session's folder)
 and the cross-host poll, then listens: every ``[backend] imap`` address
 (STARTTLS offered when ``tls_cert``/``tls_key`` are set) and ``lmtp`` if set.
 
@@ -34,13 +34,13 @@ from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 from twisted.python.threadpool import ThreadPool
-from watchdog.observers import Observer
 
 from imapha.control import ControlError, JsonObject, Verb
 from imapha.daemon import DaemonContext, ServiceBase
 from imapha.maildir.deliver import deliver
 from imapha.maildir.folders import ensure_maildir
 from imapha.maildir.fsops import FileSystem, LockTimeout, Perms
+from imapha.maildir.inotify import InotifyHub
 from imapha.server import metrics as m
 from imapha.server.lmtp import DEFAULT_MAX_SIZE, DeliveryResult
 from imapha.server.passwd import UserDb
@@ -77,8 +77,7 @@ class BackendService(ServiceBase):
                                      trusted_proxies=tuple(self.cfg.trusted_proxies),
                                      fs=self.fs, hooks=hooks, clock=time.monotonic)
         self.pool = ThreadPool(minthreads=2, maxthreads=POOL_MAX, name="imapha-backend")
-        self.observer: Any = Observer()
-        self.observer.daemon = True
+        self.inotify = InotifyHub()
         self.ports: list[tuple[str, str, Any]] = []
         self.protocols: set[ImapProtocol] = set()
         self.draining = False
@@ -112,7 +111,7 @@ class BackendService(ServiceBase):
             raise RuntimeError(f"maildir_root {root} is not a directory")
         self.pool.start()
         self.reactor.addSystemEventTrigger("during", "shutdown", self.pool.stop)
-        self.observer.start()
+        self.inotify.start()
         self._poll.start(POLL_INTERVAL, now=False)
         self._listen()
         log.info("backend listening on %s; maildir root %s",
@@ -183,9 +182,9 @@ class BackendService(ServiceBase):
                     transport: Any = proto.transport
                     transport.abortConnection()
                 try:
-                    self.observer.stop()
+                    self.inotify.stop()
                 except Exception:
-                    log.debug("observer stop failed", exc_info=True)
+                    log.debug("inotify stop failed", exc_info=True)
                 done.callback(None)
             else:
                 self.reactor.callLater(0.05, check)

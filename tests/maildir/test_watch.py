@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from imapha.maildir.deliver import deliver
@@ -34,8 +35,8 @@ def test_inotify_sees_delivery_flag_change_and_uidlist(tmp_path: Path) -> None:
         watch.changed()
         box.store(1, ["\\Seen"])
         assert watch.wait(5)
-        # One change may bring several events, some late (watchdog pairs moves
-        # across watches after a delay): drain until quiet, a bounded number of times.
+        # One change may bring several events: drain until quiet, a bounded number
+        # of times.
         for _ in range(20):
             if not watch.wait(1.0):
                 break
@@ -59,3 +60,57 @@ def test_poll_notices_what_inotify_cannot(tmp_path: Path) -> None:
     st = os.stat(box.path / "cur")
     os.utime(box.path / "cur", ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
     assert watch.poll() is True
+
+
+def test_a_delivery_after_a_move_to_cur_is_noticed_at_once(tmp_path: Path) -> None:
+    # watchdog held each new/ -> cur/ move for pairing and queued later events
+    # behind it (~200-500 ms); IDLE pushes must not wait for that.
+    import statistics
+    import time
+
+    box = Mailbox(tmp_path / "M", create=True)
+    latencies = []
+    with MaildirWatch(box.path) as watch:
+        for i in range(5):
+            box.sync()  # moves the last delivery to cur/
+            for _ in range(20):  # drain the sync's own events
+                if not watch.wait(0.05):
+                    break
+            start = time.monotonic()
+            deliver(box.path, b"Subject: %d\r\n\r\n" % i)
+            assert watch.wait(5)
+            latencies.append(time.monotonic() - start)
+    assert statistics.median(latencies) < 0.1, latencies
+
+
+def test_hub_shares_a_directory_and_reports_its_removal(tmp_path: Path) -> None:
+    import shutil
+
+    from imapha.maildir.inotify import IN_CREATE, IN_SELF, InotifyHub
+
+    seen_a: list[str] = []
+    seen_b: list[str] = []
+    a_done, b_done = threading.Event(), threading.Event()
+    hub = InotifyHub().start()
+    try:
+        (tmp_path / "d").mkdir()
+        def recorder(seen: list[str], done: threading.Event) -> Callable[[str], None]:
+            def record(name: str) -> None:
+                seen.append(name)
+                done.set()
+            return record
+
+        ta = hub.add(tmp_path / "d", IN_CREATE | IN_SELF, recorder(seen_a, a_done))
+        hub.add(tmp_path / "d", IN_CREATE | IN_SELF, recorder(seen_b, b_done))
+        (tmp_path / "d" / "one").write_bytes(b"")
+        assert a_done.wait(5) and b_done.wait(5)
+        assert seen_a == ["one"] and seen_b == ["one"]
+        hub.remove(ta)
+        b_done.clear()
+        (tmp_path / "d" / "two").write_bytes(b"")
+        assert b_done.wait(5) and seen_b == ["one", "two"] and seen_a == ["one"]
+        b_done.clear()
+        shutil.rmtree(tmp_path / "d")
+        assert b_done.wait(5) and "" in seen_b  # the directory itself went away
+    finally:
+        hub.stop()
