@@ -26,6 +26,7 @@ Silence for the whole timeout means "free". The codec helpers are pure
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import socket
@@ -33,7 +34,6 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
-from pathlib import Path
 from typing import Any, Final
 
 from twisted.internet.interfaces import IReadDescriptor
@@ -48,6 +48,7 @@ ARP_REPLY: Final = 2
 ICMP_ECHO_REPLY: Final = 0
 ICMP_ECHO_REQUEST: Final = 8
 BROADCAST_MAC: Final = b"\xff" * 6
+SIOCGIFHWADDR: Final = 0x8927
 _ARP = struct.Struct("!HHBBH6s4s6s4s")
 #: How long a probe waits for an answer (ISC dhcpd waits 1 s; Kea's ARP check is shorter).
 DEFAULT_TIMEOUT: Final = 0.3
@@ -102,9 +103,11 @@ def echo_reply_from(datagram: bytes, ident: int) -> IPv4Address | None:
 
 
 def hardware_address(interface: str) -> bytes:
-    """The interface's MAC address (sysfs)."""
-    text = Path(f"/sys/class/net/{interface}/address").read_text().strip()
-    return bytes.fromhex(text.replace(":", ""))
+    """The interface's MAC address (``SIOCGIFHWADDR``, in this process's namespace)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("256s", interface.encode()[:15])
+        answer = fcntl.ioctl(sock.fileno(), SIOCGIFHWADDR, request)
+    return bytes(answer[18:24])
 
 
 @implementer(IReadDescriptor)
