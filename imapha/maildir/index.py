@@ -23,11 +23,17 @@ entries whose names start with a dot; any other file is not its business).
 * **Versioned**: the first line is ``imapha-index <version>``; another version
   is ignored (and replaced at the next save).
 
+The file also keeps the folder's **recent floor** for ``\\Recent`` (see
+``imapha.server.selected``): the lowest UID no session has yet been shown as
+recent, with the UIDVALIDITY it belongs to (a floor of another UIDVALIDITY
+counts as none).
+
 Per entry: file size, mtime (ns), the size with CRLF line ends (RFC822.SIZE),
 and the header block of the message (CRLF line ends, blank line included):
 everything ENVELOPE, ``BODY[HEADER]``, ``HEADER.FIELDS`` and header SEARCH
 keys read. File format: the version line, then one JSON object per line,
-``[base, size, mtime_ns, crlf_size, header]`` with the header as Latin-1 text.
+``[base, size, mtime_ns, crlf_size, header]`` with the header as Latin-1 text,
+and one ``{"uid_validity": V, "recent_floor": F}`` object.
 """
 
 from __future__ import annotations
@@ -76,8 +82,25 @@ def parse(data: bytes) -> dict[str, Entry]:
     return table
 
 
-def render(table: dict[str, Entry]) -> bytes:
+def parse_recent(data: bytes) -> tuple[int, int] | None:
+    """(UIDVALIDITY, recent floor) kept in ``data``, if any."""
+    if not data.startswith(_MAGIC):
+        return None
+    for line in data[len(_MAGIC):].split(b"\n"):
+        if line.startswith(b"{"):
+            try:
+                meta = json.loads(line)
+                return int(meta["uid_validity"]), int(meta["recent_floor"])
+            except (ValueError, TypeError, KeyError):
+                return None
+    return None
+
+
+def render(table: dict[str, Entry], recent: tuple[int, int] | None = None) -> bytes:
     lines = [_MAGIC]
+    if recent is not None:
+        lines.append(json.dumps({"uid_validity": recent[0],
+                                 "recent_floor": recent[1]}).encode() + b"\n")
     for base, e in table.items():
         lines.append(json.dumps([base, e.size, e.mtime_ns, e.crlf_size,
                                  e.header.decode("latin-1")]).encode() + b"\n")
@@ -95,13 +118,16 @@ class MessageIndex:
         self.path = maildir / FILENAME
         self.perms = perms
         self._table: dict[str, Entry] | None = None
+        self._recent: tuple[int, int] | None = None
         self.dirty = 0
         self.stats = {"hits": 0, "misses": 0, "saves": 0}
 
     def _load(self) -> dict[str, Entry]:
         if self._table is None:
             try:
-                self._table = parse(self.fs.retry_estale(lambda: self.fs.read_file(self.path)))
+                data = self.fs.retry_estale(lambda: self.fs.read_file(self.path))
+                self._table = parse(data)
+                self._recent = parse_recent(data)
             except FileNotFoundError:
                 self._table = {}
             except OSError as exc:
@@ -124,6 +150,19 @@ class MessageIndex:
             table[base] = entry
             self.dirty += 1
 
+    def recent_floor(self, uid_validity: int) -> int:
+        """The lowest UID nobody was shown as recent (1: everything is recent)."""
+        self._load()
+        if self._recent is None or self._recent[0] != uid_validity:
+            return 1
+        return self._recent[1]
+
+    def set_recent_floor(self, uid_validity: int, floor: int) -> None:
+        self._load()
+        if self._recent != (uid_validity, floor):
+            self._recent = (uid_validity, floor)
+            self.dirty += 1
+
     def save(self, live: Iterable[str]) -> None:
         """Write the entries of the ``live`` base names (temp + rename), if any changed."""
         if not self.dirty or self._table is None:
@@ -132,7 +171,7 @@ class MessageIndex:
         table = {b: e for b, e in self._table.items() if b in wanted}
         self._table = table
         try:
-            self.fs.write_atomic(self.path, render(table), self.perms)
+            self.fs.write_atomic(self.path, render(table, self._recent), self.perms)
         except OSError as exc:  # a cache: the next save tries again
             log.warning("cannot write %s: %s", self.path, exc)
             return

@@ -74,6 +74,19 @@ class SharedFolder:
         if not result.empty:
             self.generation += 1
 
+    def recent_floor(self) -> int:
+        """The lowest UID no session was shown as recent (lock held by the caller)."""
+        return self.mailbox.index.recent_floor(self.mailbox.uid_validity)
+
+    def claim_recent(self, uids: Iterable[int]) -> set[int]:
+        """The UIDs of ``uids`` no session has had as recent: from now on the
+        caller's (RFC 3501 §2.3.2: one session per message). Lock held by the caller."""
+        floor = self.recent_floor()
+        mine = {u for u in uids if u >= floor}
+        if mine:
+            self.mailbox.index.set_recent_floor(self.mailbox.uid_validity, max(mine) + 1)
+        return mine
+
 
 class FolderCache:
     """Path -> :class:`SharedFolder` while any session has it selected, and the
@@ -140,6 +153,8 @@ class Selected:
         self.uids: list[int] = []
         self.pending: set[int] = set()
         self.known: dict[int, tuple[frozenset[str], frozenset[str]]] = {}
+        #: UIDs this session has as \\Recent (see ``SharedFolder.claim_recent``).
+        self.recent: set[int] = set()
         self.uid_validity = 0
         #: The folder was deleted or its UIDVALIDITY changed under us: the session
         #: cannot go on with this view (RFC 3501 §2.3.1.1) and ends with BYE.
@@ -237,11 +252,12 @@ class Selected:
             self.seen_generation = self.folder.generation
             self.uid_validity = self.mailbox.uid_validity
             next_uid = self.mailbox.next_uid
+            self.recent = self._take_recent([m.uid for m in messages])
         self.uids = [m.uid for m in messages]
         self.known = {m.uid: (m.flags, m.keywords) for m in messages}
         out: list[Response] = self.flags_response()[:1]
         out.append(UntaggedData("EXISTS", len(self.uids)))
-        out.append(UntaggedData("RECENT", 0))
+        out.append(UntaggedData("RECENT", len(self.recent)))
         unseen = next((i for i, m in enumerate(messages, 1) if "\\Seen" not in m.flags), None)
         if unseen is not None:
             out.append(UntaggedStatus(Status.OK, f"First unseen: {unseen}",
@@ -252,6 +268,22 @@ class Selected:
                                   ResponseCode("UIDNEXT", str(next_uid))))
         out.append(self.flags_response()[1])
         return out
+
+    def _take_recent(self, uids: list[int]) -> set[int]:
+        """Recent for this session among new ``uids`` (folder lock held): claimed
+        when read-write; EXAMINE shows them without taking them (RFC 3501 §6.3.2)."""
+        if self.read_only:
+            floor = self.folder.recent_floor()
+            return {u for u in uids if u >= floor}
+        return self.folder.claim_recent(uids)
+
+    def flags_with_recent(self, uid: int, flags: frozenset[str],
+                          keywords: frozenset[str]) -> tuple[str, ...]:
+        """What FLAGS reports: system flags, ``\\Recent`` if ours, keywords."""
+        system = tuple(f for f in SYSTEM_FLAGS if f in flags)
+        if uid in self.recent:
+            system += ("\\Recent",)
+        return system + tuple(sorted(keywords))
 
     # -- lookups ------------------------------------------------------------------------
     def seq_of(self, uid: int) -> int | None:
@@ -306,6 +338,10 @@ class Selected:
             return msg.flags, msg.keywords
         return self.known.get(uid, (frozenset(), frozenset()))
 
+    def flag_list(self, uid: int, msg: Message) -> PList:
+        return PList(tuple(Atom(f) for f in self.flags_with_recent(uid, msg.flags,
+                                                                   msg.keywords)))
+
     def note_flags(self, msg: Message) -> None:
         self.known[msg.uid] = (msg.flags, msg.keywords)
 
@@ -324,6 +360,7 @@ class Selected:
             if seq is not None:
                 out.append(UntaggedData("EXPUNGE", seq))
             self.known.pop(uid, None)
+            self.recent.discard(uid)
         gone = self.pending
         self.uids = [u for u in self.uids if u not in gone]
         self.pending = set()
@@ -346,6 +383,8 @@ class Selected:
             if folder.generation != self.seen_generation:
                 view = {m.uid: m for m in self.mailbox.messages()}
                 self.seen_generation = folder.generation
+                last = self.uids[-1] if self.uids else 0
+                self.recent |= self._take_recent([u for u in view if u > last])
         out: list[Response] = []
         if view is not None:
             self.mark_expunged(u for u in self.uids if u not in view)
@@ -356,7 +395,7 @@ class Selected:
                 if self.known.get(uid) != (msg.flags, msg.keywords):
                     self.note_flags(msg)
                     out.append(UntaggedData("FETCH", seq, (PList((
-                        Atom("FLAGS"), flag_list(msg.flags, msg.keywords))),)))
+                        Atom("FLAGS"), self.flag_list(uid, msg))),)))
         if allow_expunge:
             out.extend(self.announce_expunges())
         if view is not None:

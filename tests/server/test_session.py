@@ -164,7 +164,7 @@ def test_reselect_reuses_the_kept_view_and_still_sees_outside_changes(
     assert b"* 4 EXISTS\r\n" in out
     out = _text(b.receive(b"f FETCH 1:* (UID FLAGS)\r\n"))
     assert b"* 1 FETCH (UID 1 FLAGS (\\Flagged))\r\n" in out
-    assert b"* 4 FETCH (UID 4 FLAGS ())\r\n" in out
+    assert b"* 4 FETCH (UID 4 FLAGS (\\Recent))\r\n" in out  # new to everyone: b's
 
 
 def test_failed_login_holds_its_answer_and_the_commands_behind_it(
@@ -222,3 +222,40 @@ def test_envelope_from_the_index_after_a_restart_and_never_from_a_stale_entry(
     c.receive(b"s SELECT INBOX\r\n")
     assert _text(c.receive(b'f SEARCH SUBJECT "forged"\r\n')).startswith(b"* SEARCH\r\n")
     assert _text(c.receive(b"f FETCH 1:* (ENVELOPE RFC822.SIZE BODY.PEEK[HEADER])\r\n")) == first
+
+
+def test_recent_belongs_to_one_session_and_survives_a_restart(ctx: ServerContext) -> None:
+    from imapha.maildir.deliver import deliver
+
+    a = _session(ctx)
+    inbox = ctx.maildir_of("u")
+    for i in range(2):
+        deliver(inbox, b"Subject: %d\r\n\r\nx\r\n" % i)
+    # EXAMINE shows them recent without taking them.
+    out = _text(a.receive(b"e EXAMINE INBOX\r\n"))
+    assert b"* 2 RECENT\r\n" in out
+    b = _session(ctx)
+    out = _text(b.receive(b"s SELECT INBOX\r\n"))
+    assert b"* 2 RECENT\r\n" in out
+    assert b"* 1 FETCH (FLAGS (\\Recent))" in _text(b.receive(b"f FETCH 1 FLAGS\r\n"))
+    assert b"* SEARCH 1 2\r\n" in _text(b.receive(b"r SEARCH RECENT\r\n"))
+    # The next session (same process) does not see them as recent ...
+    c = _session(ctx)
+    out = _text(c.receive(b"s SELECT INBOX\r\n"))
+    assert b"* 0 RECENT\r\n" in out
+    assert b"\\Recent" not in _text(c.receive(b"f FETCH 1:* FLAGS\r\n"))
+    # ... a new arrival is recent to the one session that is told of it first.
+    deliver(inbox, b"Subject: late\r\n\r\nx\r\n")
+    assert b"* 3 EXISTS\r\n" in _text(c.receive(b"n NOOP\r\n"))
+    assert b"* 3 FETCH (FLAGS (\\Recent))" in _text(c.receive(b"f FETCH 3 FLAGS\r\n"))
+    assert b"* 3 EXISTS\r\n" in _text(b.receive(b"n NOOP\r\n"))
+    assert _text(b.receive(b"f FETCH 3 FLAGS\r\n")).startswith(b"* 3 FETCH (FLAGS ())")
+    assert b"RECENT 0" in _text(a.receive(b"t STATUS INBOX (RECENT)\r\n"))
+    for s in (a, b, c):
+        s.receive(b"l LOGOUT\r\n")
+        s.close()
+    # A restarted backend (the floor is kept in imapha.index) starts where it was.
+    deliver(inbox, b"Subject: after\r\n\r\nx\r\n")
+    d = _session(ServerContext(ctx.users, ctx.maildir_root))
+    out = _text(d.receive(b"s SELECT INBOX\r\n"))
+    assert b"* 4 EXISTS\r\n" in out and b"* 1 RECENT\r\n" in out

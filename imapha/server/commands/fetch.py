@@ -31,14 +31,9 @@ from imapha.server.fetchitems import (
     fetch_response,
     parse_fetch_items,
 )
-from imapha.server.selected import SYSTEM_FLAGS
 from imapha.server.session import Ok, Result, Session
 
 _SEEN = frozenset({"\\Seen"})
-
-
-def _flags(flags: frozenset[str], keywords: frozenset[str]) -> tuple[str, ...]:
-    return tuple(f for f in SYSTEM_FLAGS if f in flags) + tuple(sorted(keywords))
 
 
 def _header_only(request: FetchRequest) -> bool:
@@ -82,7 +77,7 @@ def _fetch(s: Session, cmd: ClientCommand, *, uid: bool) -> Result:
             size, parsed = msg.size, None
             if wants_size or header_only:
                 size, parsed = sel.message_info(msg_uid)
-            src = FetchSource(msg_uid, _flags(msg.flags, msg.keywords),
+            src = FetchSource(msg_uid, sel.flags_with_recent(msg_uid, msg.flags, msg.keywords),
                               sel.internaldate(msg_uid) if wants_date else 0.0, size, read,
                               _message=parsed if header_only else None)
             s.write_raw(fetch_response(seq, request, src))

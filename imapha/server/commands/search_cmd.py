@@ -63,7 +63,10 @@ def _search(s: Session, cmd: ClientCommand, *, uid: bool) -> Result:
         try:
             read = (partial(_header_block, sel, msg_uid) if headers_only
                     else partial(sel.read, msg_uid))
-            candidate = SearchMessage(seq, msg_uid, msg.flags | msg.keywords, msg.size,
+            flags = msg.flags | msg.keywords
+            if msg_uid in sel.recent:
+                flags |= _RECENT
+            candidate = SearchMessage(seq, msg_uid, flags, msg.size,
                                       partial(sel.internaldate, msg_uid), read)
             if matches(key, candidate, scope):
                 found.append(Atom(str(msg_uid if uid else seq)))
@@ -72,6 +75,9 @@ def _search(s: Session, cmd: ClientCommand, *, uid: bool) -> Result:
     sel.save_index()
     s.send(UntaggedData("SEARCH", None, tuple(found)))
     return Ok("Search completed")
+
+
+_RECENT = frozenset({"\\Recent"})
 
 
 def _needs_body(key: Key) -> bool:

@@ -36,13 +36,15 @@ def status(s: Session, cmd: ClientCommand) -> Result:
             box = shared.mailbox
             messages = box.messages()
             next_uid, validity = box.next_uid, box.uid_validity
+            floor = box.index.recent_floor(validity)
     else:
         box.sync()
         messages = box.messages()
         next_uid, validity = box.next_uid, box.uid_validity
+        floor = box.index.recent_floor(validity)
     values = {
         "MESSAGES": len(messages),
-        "RECENT": 0,
+        "RECENT": sum(1 for m in messages if m.uid >= floor),  # nobody had them yet
         "UIDNEXT": next_uid,
         "UIDVALIDITY": validity,
         "UNSEEN": sum(1 for m in messages if "\\Seen" not in m.flags),

@@ -18,7 +18,6 @@ from imapha.maildir.mailbox import MessageExpunged, StoreMode
 from imapha.server.args import Args
 from imapha.server.errors import bad, no
 from imapha.server.flags import parse_flags
-from imapha.server.selected import flag_list
 from imapha.server.session import Ok, Result, Session
 
 _MODES = {"FLAGS": StoreMode.REPLACE, "+FLAGS": StoreMode.ADD, "-FLAGS": StoreMode.REMOVE}
@@ -57,7 +56,7 @@ def _store(s: Session, cmd: ClientCommand, *, uid: bool) -> Result:
         except KeywordLimit:
             raise no("Too many keywords in this mailbox", "LIMIT") from None
         if not silent:
-            items: list[Token] = [Atom("FLAGS"), flag_list(msg.flags, msg.keywords)]
+            items: list[Token] = [Atom("FLAGS"), sel.flag_list(msg_uid, msg)]
             if uid:
                 items += [Atom("UID"), Atom(str(msg_uid))]
             s.send(UntaggedData("FETCH", seq, (PList(tuple(items)),)))
