@@ -100,6 +100,10 @@ def run(config: ClusterConfig, args: argparse.Namespace, timeout: float, out: Te
         print(f"{node}: {b.get('mode')} mode, failover {b.get('failover')}, "
               f"{'answering' if b.get('answering') else 'silent'}, server id "
               f"{b.get('server_id')}", file=out)
+        if b.get("failover_hold"):
+            print("held: this node crashed (or stopped over MCLT ago) and its peer may have "
+                  "leased its half; it serves after the peer's resync, or after "
+                  "`imapha ctl dhcp partner-down` if you know the peer leased nothing", file=out)
         if peer:
             print(f"peer {peer.get('node')}: {peer.get('state')} (its failover "
                   f"{peer.get('failover')}), replication lag {b.get('replication_lag', 0):.3f} s",

@@ -12,6 +12,8 @@ and once b is back nobody holds an address twice.
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -89,6 +91,11 @@ def test_a_clean_stop_is_remembered_and_a_crash_is_not(lab: Lab, root: Path) -> 
     status = pair.status("a")
     assert status["failover"] == "startup" and status["failover_hold"] is True, dump(pair)
     assert "did not stop cleanly" in pair.log("a")
+    shown = subprocess.run(  # what the operator sees: why a is silent, what to do
+        [sys.executable, "-m", "imapha", "ctl", "--config", str(pair.config), "dhcp",
+         "--node", "a", "status"], capture_output=True, text=True, timeout=60, check=False)
+    assert shown.returncode == 0, shown.stderr
+    assert "failover startup, silent" in shown.stdout and "held:" in shown.stdout, shown.stdout
     # the operator may still decide
     assert pair.ctl("a", "POST", "/partner-down").ok
     Pair.wait(lambda: pair.ready("a"), 5, "a ready after the operator's partner-down")
