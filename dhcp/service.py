@@ -20,6 +20,13 @@ The service wires the pure parts together and owns all the I/O:
 - The peer link's bulk resync runs on every (re)connection: each side sends all
   its records and ``sync-done``; the receiver merges (:meth:`dhcp.store.LeaseStore.merge`)
   and answers ``synced``; both directions done = ``normal``.
+- With ``--probe-timeout`` (:mod:`dhcp.probe`), an OFFER of an address the
+  client does not hold waits for an ARP/ICMP probe; an answer quarantines the
+  address (replicated to the peer) and the logic picks another.
+- The failover state is persisted in the lease store (:class:`dhcp.store.FailoverRecord`)
+  at start, on every change and at a clean stop; the last record decides
+  whether a restarted node may serve without its peer (see :mod:`dhcp.failover`).
+- The store is SQLite or PostgreSQL (``lease_db``, :func:`dhcp.config.open_store`).
 - The registrations file is watched (watchdog); an edit is validated first and
   applied whole, or rejected with every problem logged (file, line, key) and
   the old set kept.
