@@ -20,7 +20,8 @@ racing for one address therefore serialise on the row: the second sees the
 first's binding and gets :class:`~dhcp.store.LeaseConflict`.
 
 Durability: :meth:`PgStore.commit`, :meth:`PgStore.decline` and :meth:`PgStore.merge`
-commit with ``synchronous_commit = on`` (the WAL is flushed on the database
+commit with ``synchronous_commit = on``, set per transaction whatever the
+server's default (the WAL is flushed on the database
 server before COMMIT returns, so before the DHCPACK is sent); offers,
 releases and expiries set ``synchronous_commit = off`` for their transaction
 (losing one in a database crash only NAKs a client or idles an address).
@@ -210,8 +211,9 @@ class PgStore:
     def _transaction(self, durable: bool) -> Iterator[None]:
         """One write: its own transaction, or a savepoint inside :meth:`batch`."""
         with self._lock, self._db.transaction():
-            if not self._in_batch and not durable:
-                self._db.execute("SET LOCAL synchronous_commit = off")
+            if not self._in_batch:  # explicit: the server's default may be off
+                level = "on" if durable else "off"
+                self._db.execute(f"SET LOCAL synchronous_commit = {level}")
             yield
 
     def _write(self, lease: Lease, existing: Lease | None) -> None:
@@ -311,6 +313,7 @@ class PgStore:
                 yield
                 return
             with self._db.transaction():
+                self._db.execute("SET LOCAL synchronous_commit = on")
                 self._in_batch = True
                 try:
                     yield
@@ -321,6 +324,7 @@ class PgStore:
 
     def save_failover(self, record: FailoverRecord) -> None:
         with self._lock, self._db.transaction():
+            self._db.execute("SET LOCAL synchronous_commit = on")
             self._db.execute(
                 "INSERT INTO dhcp_failover (node, state, since, peer_state, peer_seen, stopped)"
                 " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (node) DO UPDATE SET"
