@@ -184,3 +184,24 @@ def test_lmtp_delivers_per_recipient(pair: Pair) -> None:
         assert b"Return-Path: <sender@example.org>" in body
         assert b"\r\n.dot-stuffed line\r\n" in body
 
+
+
+def test_dovecot_ignores_our_index(pair: Pair) -> None:
+    user, password = pair.user()
+    a, d = pair.clients(user, password)
+    with a, d:
+        for i in range(3):
+            _append(a, MSG % (i, i))
+        a.ok("CREATE Sub")
+        a.ok("SELECT INBOX")
+        envelopes = [r for item in ("ENVELOPE", "RFC822.SIZE")
+                     for r in a.ok(f"FETCH 1:* {item}") if b" FETCH " in r]
+        a.ok("CLOSE")  # the last session leaves: imapha.index is written
+        maildir = pair.imapha.maildir_root / user / "Maildir"
+        assert (maildir / "imapha.index").is_file()
+        listed = b"".join(d.ok('LIST "" "*"'))
+        assert b"index" not in listed and b"Sub" in listed
+        d.ok("SELECT INBOX")
+        mine = [r for item in ("ENVELOPE", "RFC822.SIZE")
+                for r in d.ok(f"FETCH 1:* {item}") if b" FETCH " in r]
+        assert mine == envelopes  # and it serves the same messages the same way
