@@ -23,6 +23,7 @@ APT_PACKAGES := \
 	haproxy \
 	nginx \
 	prometheus \
+	postgresql \
 	libnginx-mod-mail
 
 # Baselines only the benchmarks run against (not needed by the tests).
