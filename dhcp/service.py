@@ -103,7 +103,7 @@ def lease_json(lease: Lease, now: float) -> JsonObject:
 
 
 class DhcpService(ServiceBase):
-    def __init__(self, ctx: DaemonContext, *, probe_timeout: float = 0.0) -> None:
+    def __init__(self, ctx: DaemonContext, *, probe_timeout: float | None = None) -> None:
         super().__init__(ctx)
         section = self.node_config.dhcp
         if section is None:
@@ -111,6 +111,8 @@ class DhcpService(ServiceBase):
         self.section = section
         self.reactor = ctx.reactor
         self.config = server_config(ctx.config, ctx.node)
+        if probe_timeout is None:  # the config's [dhcp] probe_timeout, unless overridden
+            probe_timeout = section.probe_timeout
         self.probe_timeout = probe_timeout
         if probe_timeout > 0:
             self.config = dataclasses.replace(self.config, probe=True)

@@ -274,6 +274,7 @@ class DhcpConfig:
     registrations: Path | None = field(metadata=c.meta(c.optional_path, None))
     authoritative: bool = field(metadata=c.meta(c.boolean, True))
     decline_probation: float = field(metadata=c.meta(_duration, "24h"))
+    probe_timeout: float = field(metadata=c.meta(c.duration(0.0, 5.0), "0s"))
     control: Path = field(metadata=c.meta(c.path, "{run_dir}/dhcp.sock"))
     metrics: HostPort | None = field(metadata=c.meta(c.optional_listen, None))
     subnets: tuple[DhcpSubnet, ...] = field(

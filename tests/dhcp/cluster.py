@@ -58,8 +58,11 @@ env | sort > "$OUT.tmp" && mv "$OUT.tmp" "$OUT"
 
 def config_text(root: Path, *, mode: str = "split", mclt: str = "1h", lease: str = "10m",
                 registrations: Path | None = None, relayed: bool = False,
-                pool: tuple[str, str] = POOL, vrrp: str = "", lease_db: str | None = None) -> str:
+                pool: tuple[str, str] = POOL, vrrp: str = "", lease_db: str | None = None,
+                probe_timeout: str | None = None) -> str:
     regs = f'registrations = "{registrations}"\n' if registrations else ""
+    if probe_timeout is not None:
+        regs += f'probe_timeout = "{probe_timeout}"\n'
     if lease_db is not None:
         regs += f'lease_db = "{lease_db}"\n'
     relayed_subnet = (

@@ -128,8 +128,7 @@ def root() -> Iterator[Path]:
 
 @pytest.mark.netns
 def test_daemon_does_not_offer_an_address_a_machine_already_uses(lab: Lab, root: Path) -> None:
-    pair = make_pair(lab, root, mode="hot-standby")
-    pair.args = ["--probe-timeout", "0.3"]
+    pair = make_pair(lab, root, mode="hot-standby", probe_timeout="300ms")  # the config key
     first = IPv4Address(POOL[0])
     # a machine configured by hand with the pool's first address, never leased
     squatter = lab.add_client("squat", [f"{first}/24"])
