@@ -13,6 +13,8 @@ OK (login excluded):
 * APPEND rate into an empty folder (one session, one APPEND at a time);
 * IDLE notification latency: from a delivery into ``new/`` (as an MTA does)
   to the ``* n EXISTS`` line on an IDLE session;
+* the same four once each right after a restart of the backend (no folder
+  view in memory; the header cache ``imapha.index`` is read from disk);
 * NOOP round trip on a selected small folder (what the thread-pool hop and
   the per-command sync cost imapha on every command).
 
@@ -31,6 +33,7 @@ from imapha.maildir.deliver import deliver
 from tests.server.harness import ImaphaBackend, Raw
 
 USER, PASSWORD = "bench", "bench-pw"
+VERBOSE = False
 
 
 def _message(n: int) -> bytes:
@@ -50,6 +53,8 @@ def _timed(host: str, port: int, setup: list[str], command: str, runs: int) -> f
             start = time.perf_counter()
             c.ok(command)
             samples.append(time.perf_counter() - start)
+    if VERBOSE:
+        print(f"  {command}: " + " ".join(f"{x:.3f}" for x in samples))
     return summarize(samples).median
 
 
@@ -109,7 +114,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--verbose", action="store_true", help="print every sample")
     args = parser.parse_args()
+    global VERBOSE
+    VERBOSE = args.verbose
     root = traversable_dir("imapha-server-bench-")
     users = {USER: PASSWORD}
     try:
@@ -154,6 +162,15 @@ def main() -> None:
                               "dovecot", higher_is_better=False))
             for holder in holders:
                 holder.close()
+            # A restarted backend: no view in memory, imapha.index read from disk.
+            # One sample each (only the first is cold); Dovecot for reference.
+            be.stop()
+            be.start()
+            servers["imapha"] = (be.host, be.imap_port)
+            for name, setup, command in cases:
+                got = {k: _timed(h, p, setup, command, 1) for k, (h, p) in servers.items()}
+                report(Result(f"{name}, first after a backend restart (s)", got["imapha"],
+                              got["dovecot"], "s", "dovecot", higher_is_better=False))
             rates = {k: _append_rate(h, p, f"Append{k}", 3.0) for k, (h, p) in servers.items()}
             report(Result("APPEND rate", rates["imapha"], rates["dovecot"], "msg/s", "dovecot"))
             latency = {}

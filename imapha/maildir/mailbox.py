@@ -34,7 +34,7 @@ import contextlib
 import errno
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
 from functools import partial
@@ -163,6 +163,11 @@ class Mailbox:
     def messages(self) -> list[Message]:
         """The view as of the last ``sync``, ordered by UID."""
         return [self._view[uid] for uid in sorted(self._view)]
+
+    @property
+    def view(self) -> Mapping[int, Message]:
+        """UID -> message as of the last ``sync`` (read-only; do not keep it)."""
+        return self._view
 
     def get(self, uid: int) -> Message:
         try:

@@ -139,6 +139,10 @@ class FetchRequest:
         """Whether the message file must be read."""
         return any(i.needs_data for i in self.items)
 
+    def only(self, kinds: frozenset[Kind]) -> bool:
+        """Every item is of one of ``kinds``."""
+        return all(i.kind in kinds for i in self.items)
+
     @property
     def store_only(self) -> bool:
         """Every item is UID, FLAGS, INTERNALDATE or RFC822.SIZE (no file read)."""

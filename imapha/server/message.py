@@ -63,9 +63,12 @@ def crlf_size(data: bytes) -> int:
 class ParsedMessage:
     """Bytes read lazily through ``read`` (called at most once), parsed on demand."""
 
-    __slots__ = ("_data", "_read", "_root")
+    __slots__ = ("_data", "_header_only", "_read", "_root")
 
-    def __init__(self, read: Callable[[], bytes] | bytes) -> None:
+    def __init__(self, read: Callable[[], bytes] | bytes, *, header_only: bool = False) -> None:
+        #: ``read`` gives the message's header block only (the folder index's), so
+        #: ``BODY[HEADER]`` is all of it, with no parse.
+        self._header_only = header_only
         self._data: bytes | None = None
         self._root: Part | None = None
         if isinstance(read, bytes | bytearray | memoryview):
@@ -112,6 +115,8 @@ class ParsedMessage:
         empty, as Dovecot answers.
         """
         data = self.data
+        if not path and text == "HEADER" and self._header_only:
+            return data
         if not path:
             root = self.root
             if text == "":

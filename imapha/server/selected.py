@@ -211,7 +211,7 @@ class Selected:
         with self.folder.lock:
             entry = box.cached(uid)
             if entry is not None:
-                return entry.crlf_size, ParsedMessage(entry.header)
+                return entry.crlf_size, ParsedMessage(entry.header, header_only=True)
             data = box.read(uid)
         parsed = ParsedMessage(data)
         root = parsed.root
@@ -331,6 +331,13 @@ class Selected:
                 return self.mailbox.get(uid)
         except MessageExpunged:
             return None
+
+    def messages_of(self, uids: list[int]) -> list[Message | None]:
+        """``message`` for many UIDs under one hold of the folder's lock."""
+        pending = self.pending
+        with self.folder.lock:
+            view = self.mailbox.view
+            return [None if u in pending else view.get(u) for u in uids]
 
     def flags_of(self, uid: int) -> tuple[frozenset[str], frozenset[str]]:
         msg = self.message(uid)

@@ -29,8 +29,10 @@ from imapha.server.fetchitems import (
     Kind,
     UnknownCTE,
     fetch_response,
+    flag_bytes,
     parse_fetch_items,
 )
+from imapha.server.selected import Selected
 from imapha.server.session import Ok, Result, Session
 
 _SEEN = frozenset({"\\Seen"})
@@ -43,6 +45,37 @@ def _header_only(request: FetchRequest) -> bool:
     return all(i.kind in STORE_KINDS or i.kind is Kind.ENVELOPE
                or (i.kind is Kind.SECTION and not i.part and i.text.startswith("HEADER"))
                for i in request.items)
+
+
+_FLAGS_UID = frozenset({Kind.UID, Kind.FLAGS})
+
+
+def _flags_and_uids(s: Session, sel: Selected, request: FetchRequest,
+                    pairs: list[tuple[int, int]]) -> bool:
+    """``FETCH (UID FLAGS)`` and its subsets; True if some message was gone."""
+    names = [i.name.encode("ascii") for i in request.items]
+    kinds = [i.kind for i in request.items]
+    rendered: dict[tuple[frozenset[str], frozenset[str], bool], bytes] = {}
+    recent = sel.recent
+    messages = sel.messages_of([u for _, u in pairs])
+    missed = False
+    for (seq, msg_uid), msg in zip(pairs, messages, strict=True):
+        if msg is None:
+            missed = True
+            continue
+        parts = []
+        for name, kind in zip(names, kinds, strict=True):
+            if kind is Kind.UID:
+                parts.append(b"%s %d" % (name, msg_uid))
+            else:
+                key = (msg.flags, msg.keywords, msg_uid in recent)
+                flags = rendered.get(key)
+                if flags is None:
+                    flags = rendered[key] = flag_bytes(
+                        sel.flags_with_recent(msg_uid, msg.flags, msg.keywords))
+                parts.append(name + b" " + flags)
+        s.write_raw(b"* %d FETCH (%s)\r\n" % (seq, b" ".join(parts)))
+    return missed
 
 
 def _fetch(s: Session, cmd: ClientCommand, *, uid: bool) -> Result:
@@ -65,7 +98,12 @@ def _fetch(s: Session, cmd: ClientCommand, *, uid: bool) -> Result:
     # INTERNALDATE is the file's mtime: one stat per message, only when asked for.
     wants_date = any(i.kind is Kind.INTERNALDATE for i in request.items)
     missed = False
-    for seq, msg_uid in sel.resolve(seqset, uid=uid):
+    pairs = sel.resolve(seqset, uid=uid)
+    if request.only(_FLAGS_UID) and not set_seen:
+        # The common client resync: no file, no stat; one lock for the lot.
+        missed = _flags_and_uids(s, sel, request, pairs)
+        pairs = []
+    for seq, msg_uid in pairs:
         msg = sel.message(msg_uid)
         if msg is None:
             missed = True
