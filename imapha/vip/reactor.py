@@ -6,7 +6,9 @@ Theory of operation
 transport's :class:`~imapha.vip.transport.Reader` to the reactor, routes what
 arrives through a :class:`~imapha.vip.transport.Demux` to the
 :class:`~imapha.vip.speaker.Speaker` of its VRID, and after every event gives
-each speaker exactly one ``callLater`` for its machine's next deadline. Time is
+each speaker exactly one ``callLater`` for its machine's next deadline. An
+optional ``observer`` sees every packet batch first (vipd uses it to notice a
+peer that comes back). Time is
 the reactor's (``reactor.seconds()``), the same clock ``callLater`` uses. A
 timer that fires a hair early is harmless: the machine does nothing before its
 deadline and the runner schedules again.
@@ -15,12 +17,16 @@ deadline and the runner schedules again.
 becomes ``count`` announcements ``interval`` apart (config ``garp_count`` and
 ``garp_interval``): switches that missed the first burst learn later. Removing
 the addresses cancels what is still pending, so a router that lost MASTER never
-announces afterwards.
+announces afterwards. With ``tail`` set, a burst that would end sooner than
+``tail`` seconds gets one more announcement at ``tail``: Linux ignores an ARP
+update to an entry changed less than its ``locktime`` (1 s) ago, so when a VIP
+moves twice within a second (a heal right after a partition's promotions) only
+an announcement after that second repoints the hosts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from imapha.vip.addresses import AddressDriver
@@ -43,8 +49,10 @@ class ReactorRunner:
         reactor: Any,
         transport: RawIPv4Transport | RawIPv6Transport | UdpTransport,
         speakers: Sequence[Speaker],
+        observer: Callable[[list[Received]], None] | None = None,
     ) -> None:
         self.reactor = reactor
+        self.observer = observer
         self.transport = transport
         self.speakers = {s.router.config.vrid: s for s in speakers}
         if len(self.speakers) != len(speakers):
@@ -52,12 +60,17 @@ class ReactorRunner:
         self.demux = Demux()
         for vrid in self.speakers:
             self.demux.register(vrid, self._handler(vrid))
-        self.reader = Reader(transport, self.demux.dispatch)
+        self.reader = Reader(transport, self._deliver)
         self._calls: dict[int, Any] = {}
         self.running = False
 
     def now(self) -> float:
         return float(self.reactor.seconds())
+
+    def _deliver(self, packets: list[Received]) -> None:
+        if self.observer is not None:
+            self.observer(packets)  # before the machines: it sees who is talking
+        self.demux.dispatch(packets)
 
     def _handler(self, vrid: int) -> Any:
         def handle(pkt: Received) -> None:
@@ -106,11 +119,15 @@ class ReactorRunner:
 class SpacedAnnouncements:
     """An AddressDriver whose announce() repeats `count` times, `interval` apart."""
 
-    def __init__(self, driver: AddressDriver, reactor: Any, count: int, interval: float) -> None:
+    def __init__(
+        self, driver: AddressDriver, reactor: Any, count: int, interval: float,
+        tail: float | None = None,
+    ) -> None:
         self.driver = driver
         self.reactor = reactor
         self.count = count
         self.interval = interval
+        self.tail = tail
         self._pending: list[Any] = []
 
     def add(self, addresses: Sequence[IPAddress]) -> None:
@@ -132,6 +149,10 @@ class SpacedAnnouncements:
         for i in range(1, self.count):
             self._pending.append(
                 self.reactor.callLater(i * self.interval, self.driver.announce, tuple(addresses))
+            )
+        if self.tail is not None and (self.count - 1) * self.interval < self.tail:
+            self._pending.append(
+                self.reactor.callLater(self.tail, self.driver.announce, tuple(addresses))
             )
 
     def cancel(self) -> None:

@@ -53,7 +53,7 @@ import dataclasses
 import ipaddress
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,7 +85,7 @@ from imapha.vip.packet import DropReason, IPAddress
 from imapha.vip.reactor import ReactorRunner, SpacedAnnouncements
 from imapha.vip.speaker import Speaker
 from imapha.vip.tracking import Check, assess, file_check, link_is_up
-from imapha.vip.transport import RawIPv4Transport, UdpTransport
+from imapha.vip.transport import RawIPv4Transport, Received, UdpTransport
 from imapha.vip.work import CommandResult, Outcome, SerialWorker, control_call, run_command
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,9 @@ logging.getLogger("pyroute2").setLevel(logging.INFO)
 
 UDP_PORT = 15798
 """The UDP transport's port on every node (there is no config key for it yet)."""
+
+ARP_LOCKTIME_TAIL = 1.1
+"""One more gratuitous ARP this long after a burst that ends sooner (Linux locktime 1 s)."""
 
 THREAD_POOL_SIZE = 20
 READY_TIMEOUT_MAX = 1.0
@@ -273,7 +276,7 @@ class VipdService(ServiceBase):
         netlink = NetlinkDriver(interface, vip.vrid, prefixes, repeat=1)
         self.closers.append(netlink)
         spaced = SpacedAnnouncements(netlink, self.reactor, self.vrrp.garp_count,
-                                     self.vrrp.garp_interval)
+                                     self.vrrp.garp_interval, tail=ARP_LOCKTIME_TAIL)
         self.spaced.append(spaced)
         return spaced
 
@@ -320,7 +323,8 @@ class VipdService(ServiceBase):
                                 ", ".join(map(str, removed)))
                 speakers.append(speaker)
                 built.append((vip, speaker))
-            runner = ReactorRunner(self.reactor, transport, speakers)
+            runner = ReactorRunner(self.reactor, transport, speakers,
+                                   observer=self._peer_watch(interface))
             self.runners.append(runner)
             for member, speaker in built:
                 self.vips[member.name] = Vip(member, speaker, runner, interface,
@@ -328,6 +332,37 @@ class VipdService(ServiceBase):
         for built_vip in self.vips.values():
             if built_vip.config.track != "none":
                 self.service_ready.setdefault(built_vip.config.track, None)
+
+    def _peer_watch(self, interface: str) -> Callable[[list[Received]], None]:
+        """Re-announce our VIPs when a router we had not heard for a while speaks again.
+
+        At the heal of a partition the loser may yield before the winner hears it
+        as a stale master, and then nobody would repoint the ARP caches that the
+        loser's promotion had taken. Any router coming back (heal, reboot, link)
+        makes every VIP we are master of on this interface announce itself again.
+        """
+        last: dict[IPAddress, float] = {}
+
+        def observe(packets: list[Received]) -> None:
+            now = self.reactor.seconds()
+            silence = 3 * self.vrrp.advert_interval + 1.0
+            returned = False
+            for pkt in packets:
+                seen = last.get(pkt.src)
+                if seen is None or now - seen > silence:
+                    returned = True
+                    log.info("VRRP peer %s on %s heard (again)", pkt.src, interface)
+                last[pkt.src] = now
+            if returned and self.running:
+                for vip in self.vips.values():
+                    if vip.interface == interface and vip.router.state is State.MASTER:
+                        try:
+                            vip.speaker.driver.announce(vip.router.config.addresses)
+                        except Exception:
+                            vip.speaker.driver_errors += 1
+                            log.exception("VIP %s: re-announcing failed", vip.name)
+
+        return observe
 
     # ---- lifecycle ----------------------------------------------------------------------
 

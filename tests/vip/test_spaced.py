@@ -56,3 +56,24 @@ def test_a_new_burst_replaces_the_pending_one() -> None:
     clock.pump([0.5] * 10)
     times = [t for t, e in rec.events if e == "announce"]
     assert times == [0.0, 0.5, 1.5, 2.5]
+
+
+def test_a_short_burst_gets_a_tail_after_the_arp_locktime() -> None:
+    clock = Clock()
+    rec = Recorder(clock)
+    spaced = SpacedAnnouncements(rec, clock, count=3, interval=0.05, tail=1.1)
+    spaced.announce([VIP])
+    clock.pump([0.05] * 40)
+    times = [round(t, 2) for t, e in rec.events if e == "announce"]
+    assert times == [0.0, 0.05, 0.1, 1.1]
+    # A burst that already spans the locktime gets nothing more; removal cancels the tail.
+    rec.events.clear()
+    long = SpacedAnnouncements(rec, clock, count=3, interval=0.6, tail=1.1)
+    long.announce([VIP])
+    clock.pump([0.1] * 20)
+    assert len(rec.events) == 3
+    rec.events.clear()
+    spaced.announce([VIP])
+    spaced.remove([VIP])
+    clock.pump([0.1] * 20)
+    assert [e for _, e in rec.events] == ["announce", "remove"]
