@@ -7,8 +7,8 @@ transport's :class:`~imapha.vip.transport.Reader` to the reactor, routes what
 arrives through a :class:`~imapha.vip.transport.Demux` to the
 :class:`~imapha.vip.speaker.Speaker` of its VRID, and after every event gives
 each speaker exactly one ``callLater`` for its machine's next deadline. An
-optional ``observer`` sees every packet batch first (vipd uses it to notice a
-peer that comes back). Time is
+optional ``observer`` sees every packet batch after the machines did (vipd
+uses it to notice a peer that comes back). Time is
 the reactor's (``reactor.seconds()``), the same clock ``callLater`` uses. A
 timer that fires a hair early is harmless: the machine does nothing before its
 deadline and the runner schedules again.
@@ -68,9 +68,9 @@ class ReactorRunner:
         return float(self.reactor.seconds())
 
     def _deliver(self, packets: list[Received]) -> None:
-        if self.observer is not None:
-            self.observer(packets)  # before the machines: it sees who is talking
         self.demux.dispatch(packets)
+        if self.observer is not None:
+            self.observer(packets)  # after the machines: it sees their new states
 
     def _handler(self, vrid: int) -> Any:
         def handle(pkt: Received) -> None:

@@ -339,7 +339,10 @@ class VipdService(ServiceBase):
         At the heal of a partition the loser may yield before the winner hears it
         as a stale master, and then nobody would repoint the ARP caches that the
         loser's promotion had taken. Any router coming back (heal, reboot, link)
-        makes every VIP we are master of on this interface announce itself again.
+        makes every VIP we are still master of on this interface (after the machines
+        have processed the packets: a router just preempted announces nothing)
+        announce itself again. A restarted peer is silent until it becomes master,
+        so its return costs nothing extra.
         """
         last: dict[IPAddress, float] = {}
 
