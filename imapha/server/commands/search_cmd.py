@@ -11,6 +11,7 @@ of a message the folder's index holds (:mod:`imapha.maildir.index`).
 
 from __future__ import annotations
 
+import re
 from functools import partial
 
 from imapha.imap import Command
@@ -25,6 +26,7 @@ from imapha.server.search import (
     And,
     BadCharset,
     Body,
+    Header,
     Key,
     Not,
     Or,
@@ -66,8 +68,13 @@ def _search(s: Session, cmd: ClientCommand, *, uid: bool) -> Result:
             flags = msg.flags | msg.keywords
             if msg_uid in sel.recent:
                 flags |= _RECENT
+            parsed = None
+            if isinstance(key, Header):  # SUBJECT x, FROM x, HEADER n x: the usual
+                parsed = sel.message_info(msg_uid)[1]
+                if cannot_match(key, parsed.data):
+                    continue
             candidate = SearchMessage(seq, msg_uid, flags, msg.size,
-                                      partial(sel.internaldate, msg_uid), read)
+                                      partial(sel.internaldate, msg_uid), read, parsed)
             if matches(key, candidate, scope):
                 found.append(Atom(str(msg_uid if uid else seq)))
         except MessageExpunged:
@@ -78,6 +85,7 @@ def _search(s: Session, cmd: ClientCommand, *, uid: bool) -> Result:
 
 
 _RECENT = frozenset({"\\Recent"})
+_LINE_ENDS = re.compile(rb"\r?\n")
 
 
 def _needs_body(key: Key) -> bool:
@@ -89,6 +97,24 @@ def _needs_body(key: Key) -> bool:
     if isinstance(key, Not):
         return _needs_body(key.key)
     return isinstance(key, Body)
+
+
+def cannot_match(key: Header, text: bytes) -> bool:
+    """True when ``key`` cannot match a message whose header (or whole text) is
+    ``text``: plain ASCII without encoded words, whose unfolded, lower-cased
+    form does not contain the needle. A quick no before the parse; anything
+    else (8-bit, RFC 2047, a needle found) is left to ``matches``.
+
+    Why it is exact: such a header value decodes to its own unfolded bytes, and
+    folding (lower case, NFKD) is plain lower case for ASCII, so a matching
+    value's text is a substring of ``text`` with its line ends removed, in
+    lower case. A non-ASCII needle cannot occur in ASCII text.
+    """
+    if b"=?" in text or not text.isascii():
+        return False
+    if not key.needle.isascii():
+        return True
+    return key.needle.encode() not in _LINE_ENDS.sub(b"", text).lower()
 
 
 def _header_block(sel: Selected, uid: int) -> bytes:
