@@ -41,7 +41,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from http import HTTPStatus
@@ -69,6 +68,7 @@ from dhcp.store import Lease, LeaseConflict, LeaseState, LeaseStore
 from dhcp.udp import Datagram, Transport, interface_addresses
 from imapha.control import ControlError, JsonObject, Verb
 from imapha.daemon import DaemonContext, ServiceBase
+from imapha.filewatch import FileWatch
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +135,7 @@ class DhcpService(ServiceBase):
         self._peer_said_bye = False
         self._peer_seen: float | None = None
         self._loops: list[LoopingCall] = []
-        self._observer: Any = None
-        self._reload_pending = False
+        self._observer: FileWatch | None = None
         self.registrations_error: str = ""
         self.metrics = ctx.metrics
         self.received: collections.Counter[str] = collections.Counter()
@@ -550,35 +549,11 @@ class DhcpService(ServiceBase):
         path = self.section.registrations
         if path is None:
             return
-        from watchdog.events import FileSystemEvent, FileSystemEventHandler
-        from watchdog.observers import Observer
-
-        target = os.path.abspath(path)
-        service = self
-
-        class Handler(FileSystemEventHandler):
-            def on_any_event(self, event: FileSystemEvent) -> None:
-                paths = {os.path.abspath(str(event.src_path))}
-                dest = getattr(event, "dest_path", "")
-                if dest:
-                    paths.add(os.path.abspath(str(dest)))
-                if target in paths:
-                    service.reactor.callFromThread(service._schedule_reload)
-
-        observer = Observer()
-        observer.schedule(Handler(), os.path.dirname(target) or ".", recursive=False)
-        observer.daemon = True
-        observer.start()
-        self._observer = observer
-
-    def _schedule_reload(self) -> None:
-        if not self._reload_pending:
-            self._reload_pending = True
-            self.reactor.callLater(RELOAD_DEBOUNCE, self.reload_registrations)
+        self._observer = FileWatch(self.reactor, path, self.reload_registrations,
+                                   debounce=RELOAD_DEBOUNCE)
 
     def reload_registrations(self) -> bool:
         """Re-read the registrations file; apply it whole or keep the old set."""
-        self._reload_pending = False
         path = self.section.registrations
         if path is None or self.server is None:
             return False

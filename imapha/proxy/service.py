@@ -46,6 +46,7 @@ from imapha.config import NodeConfig
 from imapha.config.model import BackendRef, ProxyConfig
 from imapha.control import ControlError, JsonObject, Verb
 from imapha.daemon import DaemonContext, ReloadRejected, config_diff
+from imapha.filewatch import FileWatch
 from imapha.imap import PRE_LOGIN, Limits
 from imapha.log import Secret
 from imapha.proxy import metrics as m
@@ -53,7 +54,7 @@ from imapha.proxy.health import HealthChecker
 from imapha.proxy.limits import AuthPenalty, ConnectionLimiter
 from imapha.proxy.prelogin import RELAYED_MECHANISMS, Policy
 from imapha.proxy.relay import Relay
-from imapha.proxy.routing import Candidate, Router, parse_user_map
+from imapha.proxy.routing import Candidate, Router, UserMapError, parse_user_map
 from imapha.proxy.server import ClientFactory, ClientProtocol
 from imapha.proxy.tls import ServerTLS, backend_tls
 
@@ -143,6 +144,8 @@ class ProxyService:
         self.stopping = False
         self._drain_calls: list[Any] = []
         self._limits_for: tuple[ProxyConfig | None, Limits] = (None, PRE_LOGIN)
+        self._user_map_watch: FileWatch | None = None
+        self.user_map_error = ""
         self._setup_metrics()
 
     # -- configuration helpers -----------------------------------------------------------
@@ -153,6 +156,27 @@ class ProxyService:
     @staticmethod
     def _user_map(cfg: ProxyConfig) -> dict[str, str]:
         return parse_user_map(cfg.user_map) if cfg.user_map is not None else {}
+
+    def _watch_user_map(self) -> None:
+        """Follow edits of the user map file live; a bad edit keeps the old map."""
+        if self._user_map_watch is not None:
+            self._user_map_watch.stop()
+            self._user_map_watch = None
+        if self.cfg.user_map is not None:
+            self._user_map_watch = FileWatch(self.reactor, self.cfg.user_map,
+                                             self.reload_user_map)
+
+    def reload_user_map(self) -> bool:
+        try:
+            pinned = self._user_map(self.cfg)
+            self.router.set_pinned(pinned)
+        except (UserMapError, ValueError) as exc:
+            log.error("user map: %s; the previous map stays in force", exc)
+            self.user_map_error = str(exc)
+            return False
+        self.user_map_error = ""
+        log.info("user map %s applied: %d pinned user(s)", self.cfg.user_map, len(pinned))
+        return True
 
     @property
     def login_timeout(self) -> float:
@@ -299,6 +323,7 @@ class ProxyService:
         return defer.ensureDeferred(self._start())
 
     async def _start(self) -> None:
+        self._watch_user_map()
         self._listen()
         await self.health.start()
         up = [n for n in self.backends if self.health.is_up(n)]
@@ -371,6 +396,7 @@ class ProxyService:
             "backends": backends,
             "service_draining": self.draining,
             "penalized_addresses": len(self.penalty),
+            "user_map_error": self.user_map_error,
         }
 
     def drain(self) -> Deferred[None]:
@@ -446,13 +472,18 @@ class ProxyService:
         self.limiter.max_total = self._share(new.max_connections)
         self.limiter.max_per_ip = self._share(new.max_connections_per_ip)
         self.penalty.penalty_max = new.auth_penalty_max
-        self.cfg = new
+        old_map, self.cfg = self.cfg.user_map, new
+        if new.user_map != old_map:
+            self._watch_user_map()
         self._bind_backend_gauges()
         return changed
 
     def stop(self, deadline: float) -> Deferred[None]:
         self.stopping = True
         self.health.stop()
+        if self._user_map_watch is not None:
+            self._user_map_watch.stop()
+            self._user_map_watch = None
         for call in self._drain_calls:
             if call.active():
                 call.cancel()

@@ -535,3 +535,51 @@ def test_backend_tls_verified_id_forwarded_and_bad_ca_falls_back(
                     assert f"session=<{session}>" in lines[-1]  # x-session-id honoured
             finally:
                 proxy.stop()
+
+
+# -- the static user map --------------------------------------------------------------
+
+
+def _landed_on(backends: Backends, certs: Certs, proxy: ProxyProcess, user: str) -> int:
+    """Log ``user`` in through ``proxy``; the index of the Dovecot that got the login."""
+    needle = f"Login: user=<{user}>"
+    before = [s.log_text().count(needle) for s in backends.servers]
+    c = imaplib.IMAP4_SSL("127.0.0.1", proxy.imaps_port, ssl_context=certs.client_context())
+    c.login(user, USERS[user])
+    c.logout()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        counts = [s.log_text().count(needle) for s in backends.servers]
+        grown = [i for i, n in enumerate(counts) if n > before[i]]
+        if grown:
+            return grown[0]
+        time.sleep(0.05)
+    raise AssertionError(f"no Dovecot logged {user}'s login")
+
+
+def _replace(path: Path, text: str) -> None:
+    """Save as editors do: a new file renamed over the old one."""
+    tmp = path.with_suffix(".new")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def test_user_map_pins_users_and_follows_edits_live(
+        start_proxy: StartProxy, backends: Backends, certs: Certs, tmp_path: Path) -> None:
+    user = user_on(0, skip=2)  # hashed to d0
+    umap = tmp_path / "users.map"
+    umap.write_text(f"{user} d1\n")
+    proxy = start_proxy(f'auth_penalty_max = "0s"\nuser_map = "{umap}"')
+    assert _landed_on(backends, certs, proxy, user) == 1  # pinned against the hash
+    _replace(umap, f"# back home\n{user} d0\n")
+    deadline = time.monotonic() + 10
+    while _landed_on(backends, certs, proxy, user) != 0:  # no restart, no SIGHUP
+        assert time.monotonic() < deadline, "the edit was not picked up"
+        time.sleep(0.2)
+    _replace(umap, f"{user} d1 extra-field\n")  # a bad edit
+    deadline = time.monotonic() + 10
+    while "users.map:1" not in proxy.status()["user_map_error"]:
+        assert time.monotonic() < deadline, proxy.status()
+        time.sleep(0.1)
+    assert _landed_on(backends, certs, proxy, user) == 0  # the old map stays in force
+    assert "the previous map stays in force" in proxy.log()
