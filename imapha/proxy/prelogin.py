@@ -87,7 +87,7 @@ RELAYED_MECHANISMS = ("OAUTHBEARER", "XOAUTH2")
 TERMINATED_MECHANISMS = ("PLAIN", "LOGIN")
 #: Post-login capabilities of a backend that the proxy must not pass on.
 NOT_RELAYED = frozenset({"UNAUTHENTICATE", "STARTTLS", "LOGINDISABLED", "SASL-IR"})
-NOT_RELAYED_PREFIXES = ("AUTH=", "COMPRESS=")
+NOT_RELAYED_PREFIXES = ("AUTH=",)
 
 SERVER_ID: tuple[tuple[str, str | None], ...] = (
     ("name", "imapha"),
@@ -99,8 +99,9 @@ def relayable_capabilities(caps: Sequence[str]) -> tuple[str, ...]:
     """A backend's post-login capabilities minus what a proxy must not relay.
 
     UNAUTHENTICATE (RFC 8437) would let a client become another user on the
-    pinned backend; COMPRESS would make the relay blind, so drain and kick
-    could no longer find a safe point. Computed once per distinct list (a
+    pinned backend. COMPRESS=DEFLATE passes through: the relay then cannot
+    frame the streams, so drain and kick end such a session at their hard
+    deadline instead of a safe point. Computed once per distinct list (a
     backend sends the same one on every login).
     """
     return _relayable(tuple(caps))

@@ -16,9 +16,12 @@ holds the proxy's memory at a socket buffer, not the message.
 Ending: :meth:`Relay.end_soon` (drain, kick, backend down, idle timeout)
 records a BYE to send; it goes out at the first *safe point* (no command in
 flight, or only an IDLE), which may be at once. :meth:`Relay.end_now` is the
-hard deadline: a BYE if safe, else just the close. Either side closing closes
-the other; a backend that vanishes mid-session gives the client
-``* BYE [UNAVAILABLE]`` unless it said BYE itself.
+hard deadline: a BYE if safe, else just the close; every ``end_soon`` arms it
+:data:`END_WITHIN` seconds later, so a session that never reaches a safe point
+(a compressed one, after COMPRESS made the streams opaque, or a client that
+never stops pipelining) still ends. Either side closing closes the other; a
+backend that vanishes mid-session gives the client ``* BYE [UNAVAILABLE]``
+unless it said BYE itself.
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ from imapha.proxy.relaystate import Bye, SessionTracker, Violation
 log = logging.getLogger(__name__)
 
 
+#: How long ``end_soon`` waits for a safe point before the hard close.
+END_WITHIN = 10.0
+
+
 def bye_line(text: str, code: ResponseCode | None = None) -> bytes:
     return encode_response(UntaggedStatus(Status.BYE, text, code))
 
@@ -44,7 +51,7 @@ class Relay:
     """One relayed session between a client transport and a backend transport."""
 
     __slots__ = (
-        "_count_in", "_count_out", "_idle_call", "_last", "_on_end", "_reactor",
+        "_count_in", "_count_out", "_hard_call", "_idle_call", "_last", "_on_end", "_reactor",
         "backend", "backend_bye", "backend_name", "client", "closed", "ending",
         "idle_timeout", "session_id", "tracker", "user",
     )
@@ -69,6 +76,7 @@ class Relay:
         self._on_end = on_end
         self._last = reactor.seconds()
         self._idle_call: Any = reactor.callLater(idle_timeout, self._check_idle)
+        self._hard_call: Any = None
         client.registerProducer(backend, True)
         backend.registerProducer(client, True)
 
@@ -109,6 +117,8 @@ class Relay:
             return
         self.ending = bye_line(text, code)
         self._maybe_end()
+        if not self.closed:
+            self._hard_call = self._reactor.callLater(END_WITHIN, self.end_now)
 
     def end_now(self) -> None:
         """The hard deadline: BYE only if it cannot cut a response, then close."""
@@ -151,9 +161,10 @@ class Relay:
 
     def _close(self) -> None:
         self.closed = True
-        if self._idle_call is not None and self._idle_call.active():
-            self._idle_call.cancel()
-        self._idle_call = None
+        for call in (self._idle_call, self._hard_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._idle_call = self._hard_call = None
         for transport in (self.client, self.backend):
             with contextlib.suppress(Exception):  # already gone
                 transport.unregisterProducer()
