@@ -53,7 +53,7 @@ def test_compress_deflate_passes_through_and_kick_still_ends_it(
     certs = Certs(tmp_path / "certs")
     cfg = proxy_config(tmp_path, [("z0", "127.0.0.1", backends.servers[0].imap_port)], certs,
                        extra='auth_penalty_max = "0s"')
-    with ProxyProcess(cfg).start() as proxy:
+    with ProxyProcess(cfg) as proxy:
         raw = socket.create_connection(("127.0.0.1", proxy.imaps_port), timeout=10)
         sock = certs.client_context().wrap_socket(raw, server_hostname="localhost")
         buf = bytearray()
