@@ -146,6 +146,7 @@ class ProxyService:
         self._limits_for: tuple[ProxyConfig | None, Limits] = (None, PRE_LOGIN)
         self._user_map_watch: FileWatch | None = None
         self.user_map_error = ""
+        self.vips: dict[str, str] = {}  # VIP name -> what vipd last said this node is
         self._setup_metrics()
 
     # -- configuration helpers -----------------------------------------------------------
@@ -397,6 +398,7 @@ class ProxyService:
             "service_draining": self.draining,
             "penalized_addresses": len(self.penalty),
             "user_map_error": self.user_map_error,
+            "vips": dict(self.vips),
         }
 
     def drain(self) -> Deferred[None]:
@@ -517,6 +519,20 @@ class ProxyService:
                    "route no new login to a backend; end its sessions at safe points")
         yield Verb("POST", "/undrain-backend", self._undrain_backend,
                    "route logins to a drained backend again")
+        yield Verb("POST", "/vip", self._vip, "vipd reports this node's state for a VIP")
+
+    def _vip(self, body: JsonObject) -> JsonObject:
+        """What vipd says this node is for a VIP; shown in /status, nothing else.
+
+        The proxy listens on every address, so it serves whichever VIPs the
+        host holds whatever it is told; the record is for operators.
+        """
+        name, state = body.get("vip"), body.get("state")
+        if not isinstance(name, str) or state not in ("master", "backup", "fault", "stop"):
+            raise ControlError(HTTPStatus.BAD_REQUEST,
+                               '"vip" must be a name and "state" master, backup, fault or stop')
+        self.vips[name] = str(state)
+        return {"vip": name, "state": state}
 
     def _kick(self, body: JsonObject) -> JsonObject:
         user = body.get("user")

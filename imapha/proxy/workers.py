@@ -523,6 +523,7 @@ class WorkerPool:
                    "route no new login to a backend; end its sessions at safe points")
         yield Verb("POST", "/undrain-backend", self._verb("/undrain-backend"),
                    "route logins to a drained backend again")
+        yield Verb("POST", "/vip", self._verb("/vip"), "vipd reports this node's state for a VIP")
 
     def _verb(self, path: str) -> Any:
         def handler(body: JsonObject) -> Deferred[JsonObject]:

@@ -583,3 +583,14 @@ def test_user_map_pins_users_and_follows_edits_live(
         time.sleep(0.1)
     assert _landed_on(backends, certs, proxy, user) == 0  # the old map stays in force
     assert "the previous map stays in force" in proxy.log()
+
+
+def test_vipd_reports_its_state_for_a_vip(start_proxy: StartProxy) -> None:
+    proxy = start_proxy()
+    reply = proxy.request("POST", "/vip", {"vip": "imap1", "state": "master",
+                                           "address": "192.0.2.101", "vrid": 51, "node": "a"})
+    assert reply.ok, reply.body
+    assert proxy.status()["vips"] == {"imap1": "master"}
+    bad = proxy.request("POST", "/vip", {"vip": "imap1", "state": "boss"})
+    assert bad.status == 400
+    assert proxy.status()["vips"] == {"imap1": "master"}
