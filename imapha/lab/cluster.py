@@ -37,10 +37,13 @@ from imapha.lab.topology import Host, Lab
 NODES = {"a": "192.0.2.11", "b": "192.0.2.12"}
 CLIENT = "192.0.2.100"
 VIPS = [("imap1", "192.0.2.101", 51, "a"), ("imap2", "192.0.2.102", 52, "b")]
+#: The DHCP pair's VIP (hot-standby: only its holder answers) and pool, on the same link.
+DHCP_VIP = ("dhcp1", "192.0.2.103", 53, "a")
+DHCP_POOL = ("192.0.2.150", "192.0.2.199")
 BACKEND_PORT = 1143
 IMAP_PORT = 143
 IMAPS_PORT = 993
-ROLES = ("backend", "proxy", "vipd")  # start order; stop order is the reverse
+ROLES = ("backend", "proxy", "dhcp", "vipd")  # start order; stop order is the reverse
 SERVICE_NAME = "imap.cs.example.org"
 
 
@@ -73,6 +76,9 @@ def render_config(root: Path, pki: Pki, advert_interval: str) -> str:
     for name, address, vrid, home in VIPS:
         lines += ["", "[[vips]]", f'name = "{name}"', f'address = "{address}"',
                   f"vrid = {vrid}", f'home = "{home}"', 'track = "proxy"', "priority = 150"]
+    name, address, vrid, home = DHCP_VIP
+    lines += ["", "[[vips]]", f'name = "{name}"', f'address = "{address}/24"',
+              f"vrid = {vrid}", f'home = "{home}"', 'track = "dhcp"', "priority = 150"]
     lines += [
         "", "[vrrp]", f'advert_interval = "{advert_interval}"', 'transport = "multicast"',
         'address_driver = "netlink"', 'preempt_delay = "1s"',
@@ -89,9 +95,14 @@ def render_config(root: Path, pki: Pki, advert_interval: str) -> str:
         "", "[backend]", f'imap = ["0.0.0.0:{BACKEND_PORT}"]',
         f'maildir_root = "{root}/mail"', f'passwd_file = "{root}/passwd"',
         'trusted_proxies = ["192.0.2.0/24"]',
+        "", "[dhcp]", 'mode = "hot-standby"', f'vip = "{DHCP_VIP[0]}"', 'interfaces = ["eth0"]',
+        f'secret_file = "{root}/dhcp-peer.key"', 'mclt = "1h"',
+        "", "[[dhcp.subnets]]", 'subnet = "192.0.2.0/24"',
+        f'pools = ["{DHCP_POOL[0]}-{DHCP_POOL[1]}"]', 'routers = ["192.0.2.1"]',
+        'dns = ["192.0.2.53"]', 'domain = "cs.example.org"', 'lease_time = "10m"',
     ]
     for node, address in NODES.items():
-        for role, port in (("proxy", 9143), ("backend", 9144), ("vrrp", 9150)):
+        for role, port in (("proxy", 9143), ("backend", 9144), ("vrrp", 9150), ("dhcp", 9167)):
             lines += ["", f"[nodes.{node}.{role}]", f'metrics = "{address}:{port}"']
     return "\n".join(lines) + "\n"
 
@@ -118,10 +129,14 @@ class Cluster:
         for node, address in NODES.items():
             self.nodes[node] = Node(node, lab.add_host(node, [f"{address}/24"]))
         self.client = lab.add_client("c", [f"{CLIENT}/24"])
+        # An unconfigured machine on the servers' link, for outside DHCP clients.
+        self.dhcp_client = lab.add_client("d", networks=["192.0.2.0/24"])
         self.pki = make_pki(root / "tls", [SERVICE_NAME],
                             [a for _, a, _, _ in VIPS] + list(NODES.values()))
         (root / "probe.secret").write_text(self.users[0].password + "\n")
         (root / "probe.secret").chmod(0o600)
+        (root / "dhcp-peer.key").write_text(secrets.token_hex(24) + "\n")
+        (root / "dhcp-peer.key").chmod(0o600)
         self._write_users()
         self.config = root / "imapha.toml"
         self.config.write_text(render_config(root, self.pki, advert_interval))
@@ -256,9 +271,10 @@ class Cluster:
         return holders
 
     def wait_vips_home(self, timeout: float) -> None:
-        self._wait(lambda: all(self.vip_holders(a) == [h] for _, a, _, h in VIPS), timeout,
+        every = [*VIPS, DHCP_VIP]
+        self._wait(lambda: all(self.vip_holders(a) == [h] for _, a, _, h in every), timeout,
                    lambda: "VIPs not at home: " + ", ".join(
-                       f"{a} on {self.vip_holders(a)}" for _, a, _, _ in VIPS))
+                       f"{a} on {self.vip_holders(a)}" for _, a, _, _ in every))
 
     @staticmethod
     def _wait(check: Callable[[], bool], timeout: float, why: Callable[[], str]) -> None:
@@ -269,11 +285,30 @@ class Cluster:
             time.sleep(0.1)
         raise ClusterError(why())
 
+    # -- DHCP ----------------------------------------------------------------
+
+    def dhcp_lease(self, timeout: float = 10.0) -> tuple[str, str] | None:
+        """Run udhcpc once on the DHCP client machine: (address, server id), or None."""
+        script = self.root / "udhcpc.sh"
+        if not script.exists():
+            script.write_text('#!/bin/sh\n[ "$1" = bound ] && echo "LEASE $ip $serverid"\n'
+                              "exit 0\n")
+            script.chmod(0o755)
+        tries = max(1, int(timeout))
+        result = self.dhcp_client.run(
+            ["udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", str(tries), "-T", "1",
+             "-s", str(script)], timeout=timeout + 5, check=False)
+        for line in result.stdout.splitlines():
+            if line.startswith("LEASE "):
+                _, address, server = line.split()[:3]
+                return address, server
+        return None
+
     # -- description ---------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
         """The ``--state-file`` document of DESIGN.md's demo contract."""
-        metrics_ports = {"proxy": 9143, "backend": 9144, "vipd": 9150}
+        metrics_ports = {"proxy": 9143, "backend": 9144, "vipd": 9150, "dhcp": 9167}
         return {
             "mode": "netns",
             "client_netns": self.client.netns,
@@ -285,6 +320,8 @@ class Cluster:
             "service_name": SERVICE_NAME,
             "users": [{"name": u.name, "password": u.password} for u in self.mail_users],
             "maildir_root": str(self.root / "mail"),
+            "dhcp": {"client_netns": self.dhcp_client.netns, "ifname": "eth0",
+                     "vip": DHCP_VIP[1], "pool": list(DHCP_POOL)},
             "nodes": {
                 name: {
                     "netns": node.host.netns,

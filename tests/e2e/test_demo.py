@@ -75,6 +75,23 @@ def test_hold_writes_the_state_file_and_serves_outside_clients(tmp_path: Path) -
             capture_output=True, text=True, timeout=60, check=False,
         )
         assert out.stdout.strip() == "OK", out.stderr
+        # An outside DHCP client on the unconfigured machine gets a lease from the pair,
+        # with the DHCP VIP as its server identifier.
+        dhcp = state["dhcp"]
+        hook = tmp_path / "udhcpc.sh"
+        hook.write_text('#!/bin/sh\n[ "$1" = bound ] && echo "LEASE $ip $serverid"\nexit 0\n')
+        hook.chmod(0o755)
+        got = subprocess.run(
+            ["ip", "netns", "exec", dhcp["client_netns"], need_binary("udhcpc"), "-i",
+             dhcp["ifname"], "-n", "-q", "-f", "-t", "10", "-T", "1", "-s", str(hook)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+        leases = [line.split() for line in got.stdout.splitlines() if line.startswith("LEASE")]
+        assert leases, got.stdout + got.stderr
+        _, address, server = leases[0][:3]
+        assert server == dhcp["vip"]
+        first, last = (int(x.rsplit(".", 1)[1]) for x in dhcp["pool"])
+        assert first <= int(address.rsplit(".", 1)[1]) <= last
     finally:
         demo.send_signal(signal.SIGTERM)
         demo.wait(60)
