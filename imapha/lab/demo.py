@@ -298,7 +298,7 @@ def run(args: argparse.Namespace) -> int:
             cluster = Cluster(lab, workdir, users=args.users,
                               advert_interval=args.advert_interval)
             say(f"lab {lab.prefix}: nodes a {NODES['a']}, b {NODES['b']}, client "
-                f"{cluster.client.netns}; starting backend, proxy and vipd on each node")
+                f"{cluster.client.netns}; starting backend, proxy, dhcp and vipd on each node")
             cluster.start()
             for name, address, _, home in VIPS:
                 say(f"{name} {address} is on its home node {home}")
