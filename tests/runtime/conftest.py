@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime.helpers import Daemons, short_tmp, write_config
+from tests.runtime.helpers import Daemons, write_config
+from tests.support import short_tmp
 
 
 @pytest.fixture

@@ -5,44 +5,21 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from imapha.control import ControlClientError, ControlResponse, request
+from tests.support import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
 
-def wait_for(predicate: Callable[[], T | None], timeout: float = 10.0,
-             interval: float = 0.05, what: str = "condition") -> T:
-    """Poll ``predicate`` until it returns something truthy; bounded in time."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
-@contextlib.contextmanager
-def short_tmp() -> Iterator[Path]:
-    """A temp dir with a short path: Unix socket paths must fit in 108 bytes."""
-    path = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 CONFIG_TEMPLATE = """\

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime.helpers import Daemons, wait_for, write_config
+from tests.runtime.helpers import Daemons, write_config
+from tests.support import wait_for
 
 
 class NotifySocket:

@@ -11,7 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from imapha import metrics
 from imapha.metrics import MetricKind, MetricNameError, validate_name
-from tests.runtime.helpers import Daemons, wait_for
+from tests.runtime.helpers import Daemons
+from tests.support import wait_for
 
 
 def scrape(address: str) -> dict[str, list[tuple[dict[str, str], float]]]:

@@ -16,8 +16,9 @@ import pytest
 
 from imapha.lab import Lab, LabProcess
 from tests.prereq import need_binary
+from tests.support import short_tmp, wait_for
 
-from .vipd_lab import VIP1, Node, cluster, short_tmp, wait_for, who
+from .vipd_lab import VIP1, Node, cluster, who
 
 pytestmark = pytest.mark.netns
 

@@ -22,8 +22,9 @@ import pytest
 
 from imapha.lab import Lab
 from imapha.vip.packet import Advertisement, encode
+from tests.support import short_tmp, wait_for
 
-from .vipd_lab import VIP1, VIP2, cluster, short_tmp, wait_for, who
+from .vipd_lab import VIP1, VIP2, cluster, who
 
 pytestmark = pytest.mark.netns
 

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from imapha.lab import Lab
+from tests.support import short_tmp, wait_for
 
-from .vipd_lab import REPO, VIP1, VIP2, Cluster, Probe, cluster, short_tmp, wait_for, who
+from .vipd_lab import REPO, VIP1, VIP2, Cluster, Probe, cluster, who
 
 pytestmark = pytest.mark.netns
 

@@ -26,8 +26,9 @@ from typing import Any
 import pytest
 
 from imapha.control import ControlClientError, request
+from tests.support import short_tmp, wait_for
 
-from .vipd_lab import REPO, short_tmp, wait_for
+from .vipd_lab import REPO
 
 
 def free_port() -> int:

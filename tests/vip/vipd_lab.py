@@ -11,13 +11,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
-import shutil
 import socket
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Any, TypeVar
 
 from imapha.control import ControlClientError, ControlResponse, request
 from imapha.lab import Host, Lab, LabProcess
+from tests.support import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 PORT = 7143
@@ -46,26 +45,6 @@ while True:
 """
 
 
-def wait_for(predicate: Callable[[], T | None], timeout: float, what: str,
-             interval: float = 0.02) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
-@contextlib.contextmanager
-def short_tmp() -> Iterator[Path]:
-    """Unix socket paths must fit in 108 bytes: pytest's tmp_path may not."""
-    path = Path(tempfile.mkdtemp(prefix="vd", dir="/tmp"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def write_config(root: Path, *, interval: str = "100ms", extra_vrrp: str = "",
