@@ -61,10 +61,11 @@ def test_drain_moves_the_vip_waits_for_sessions_and_undrain_brings_it_back(
         assert out[0] == "a vipd drained"
         proxy_at = out.index("a proxy drained")
         # (a "waiting for imap1" line first when b has not advertised yet)
-        assert out[proxy_at - 1].startswith("a vips moved imap1 to b after"), out
+        # (dhcp1, the DHCP pair's VIP, has its home on a too)
+        assert out[proxy_at - 1].startswith("a vips moved imap1 to b, dhcp1 to b after"), out
         assert out[proxy_at + 1] == "a sessions 2 left on the proxy"
-        assert out[-2].startswith("a sessions all ended after"), out
-        assert out[-1] == "a backend drained"
+        assert out[-3].startswith("a sessions all ended after"), out
+        assert out[-2:] == ["a backend drained", "a dhcp drained"], out
         assert 2.0 <= took < 30, took
         assert proxy_sessions(cluster, "a") == 0
         assert cluster.vip_holders(vip) == ["b"]
@@ -74,11 +75,11 @@ def test_drain_moves_the_vip_waits_for_sessions_and_undrain_brings_it_back(
         result = ctl(cluster, "undrain", "a")
         out = lines(result)
         assert result.returncode == 0, result.stdout + result.stderr
-        assert [line.split()[:2] for line in out[:3]] == [
-            ["a", "backend"], ["a", "proxy"], ["a", "vipd"]]
-        assert any(line.startswith("a vips imap1 back after") for line in out), out
+        assert [line.split()[:2] for line in out[:4]] == [
+            ["a", "dhcp"], ["a", "backend"], ["a", "proxy"], ["a", "vipd"]]
+        assert any(line.startswith("a vips imap1, dhcp1 back after") for line in out), out
         assert cluster.vip_holders(vip) == ["a"]
-        for role in ("backend", "proxy", "vipd"):
+        for role in ("backend", "proxy", "dhcp", "vipd"):
             assert cluster.ready("a", role), role
     finally:
         holder.send_signal(signal.SIGTERM)
@@ -92,13 +93,13 @@ def test_undrain_no_wait_and_a_node_that_cannot_be_left(cluster: Cluster) -> Non
     result = ctl(cluster, "drain", "b", "--timeout", "2")
     out = lines(result)
     assert result.returncode == 3, result.stdout + result.stderr
-    assert "b vips imap1, imap2 held by no node after 2 s: no other node takes over " \
+    assert "b vips imap1, imap2, dhcp1 held by no node after 2 s: no other node takes over " \
         "(all drained or down?)" in out
     assert cluster.vip_holders(VIPS[0][1]) == cluster.vip_holders(VIPS[1][1]) == []
 
     result = ctl(cluster, "undrain", "b", "--no-wait")
     assert result.returncode == 0
-    assert len(lines(result)) == 3  # one line per daemon, no waiting
+    assert len(lines(result)) == 4  # one line per daemon (dhcp, backend, proxy, vipd), no waiting
     result = ctl(cluster, "undrain", "a", "--timeout", "30")
     assert result.returncode == 0, result.stdout + result.stderr
     assert cluster.vip_holders(VIPS[0][1]) == ["a"]

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from imapha import metrics
-from imapha.lab.cluster import NODES, VIPS, Cluster
+from imapha.lab.cluster import DHCP_VIP, NODES, VIPS, Cluster
 from tests.ops import cluster as opscluster
 from tests.ops import dashboard, prom
 from tests.ops.prom import Prometheus, running_prometheus
@@ -157,7 +157,7 @@ def test_prometheus_answers_every_dashboard_query(cluster: Cluster,
         # What the panels show is what the cluster is.
         owners = prometheus.vector('imapha_vipd_vip_state{state="master"} == 1')
         assert sorted((s["metric"]["vip"], s["metric"]["node"]) for s in owners) == sorted(
-            (name, home) for name, _, _, home in VIPS)
+            (name, home) for name, _, _, home in [*VIPS, DHCP_VIP])
         # The dashboard's node variable: label_values(imapha_build_info, node).
         nodes = prometheus.vector("count by (node) (imapha_build_info)")
         assert sorted(s["metric"]["node"] for s in nodes) == sorted(NODES)
