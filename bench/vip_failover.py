@@ -39,7 +39,8 @@ from pathlib import Path
 
 from bench.common import Result, report, summarize
 from imapha.lab import Lab, LabProcess
-from tests.vip.vipd_lab import VIP1, Node, Probe, wait_for, who, write_config
+from tests.support import wait_for
+from tests.vip.vipd_lab import VIP1, Node, Probe, who, write_config
 
 ONE_VIP = (f'[[vips]]\nname = "v1"\naddress = "{VIP1}/24"\nvrid = 51\nhome = "a"\n'
            'priority = 150\n')
