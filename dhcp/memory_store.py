@@ -17,10 +17,9 @@ from dhcp.store import (
     ClientKey,
     FailoverRecord,
     Lease,
-    LeaseConflict,
     LeaseState,
     PoolUsage,
-    admits,
+    bound_record,
     declined_record,
     merged_record,
     reserved_record,
@@ -76,11 +75,8 @@ class MemoryStore:
         expires: float,
         hostname: str | None,
     ) -> Lease:
-        existing = self._rows.get(address)
-        if not admits(existing, client, starts):
-            assert existing is not None
-            raise LeaseConflict(address, existing)
-        row = Lease(address, client, hwaddr, LeaseState.BOUND, starts, expires, hostname)
+        row = bound_record(self._rows.get(address), address, client, hwaddr, starts=starts,
+                           expires=expires, hostname=hostname)
         self._rows[address] = row
         return row
 

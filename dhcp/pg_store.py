@@ -52,10 +52,9 @@ from dhcp.store import (
     ClientKey,
     FailoverRecord,
     Lease,
-    LeaseConflict,
     LeaseState,
     PoolUsage,
-    admits,
+    bound_record,
     declined_record,
     merged_record,
     reserved_record,
@@ -266,13 +265,8 @@ class PgStore:
         expires: float,
         hostname: str | None,
     ) -> Lease:
-        def bound(existing: Lease | None) -> Lease:
-            if not admits(existing, client, starts):
-                assert existing is not None
-                raise LeaseConflict(address, existing)
-            return Lease(address, client, hwaddr, LeaseState.BOUND, starts, expires, hostname)
-
-        lease = self._decide(address, True, bound)
+        lease = self._decide(address, True, lambda existing: bound_record(
+            existing, address, client, hwaddr, starts=starts, expires=expires, hostname=hostname))
         assert lease is not None
         return lease
 

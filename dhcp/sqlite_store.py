@@ -38,10 +38,9 @@ from dhcp.store import (
     ClientKey,
     FailoverRecord,
     Lease,
-    LeaseConflict,
     LeaseState,
     PoolUsage,
-    admits,
+    bound_record,
     declined_record,
     merged_record,
     reserved_record,
@@ -214,11 +213,8 @@ class SQLiteStore:
         hostname: str | None,
     ) -> Lease:
         with self._transaction("FULL"):
-            existing = self._row(address)
-            if not admits(existing, client, starts):
-                assert existing is not None
-                raise LeaseConflict(address, existing)
-            lease = Lease(address, client, hwaddr, LeaseState.BOUND, starts, expires, hostname)
+            lease = bound_record(self._row(address), address, client, hwaddr, starts=starts,
+                                 expires=expires, hostname=hostname)
             self._write(lease)
         return lease
 

@@ -216,6 +216,23 @@ def reserved_record(
     return Lease(address, client, hwaddr, LeaseState.OFFERED, now, until, None)
 
 
+def bound_record(
+    existing: Lease | None,
+    address: IPv4Address,
+    client: ClientKey,
+    hwaddr: bytes,
+    *,
+    starts: float,
+    expires: float,
+    hostname: str | None,
+) -> Lease:
+    """The record :meth:`LeaseStore.commit` writes; LeaseConflict if another holds it."""
+    if not admits(existing, client, starts):
+        assert existing is not None
+        raise LeaseConflict(address, existing)
+    return Lease(address, client, hwaddr, LeaseState.BOUND, starts, expires, hostname)
+
+
 def declined_record(existing: Lease | None, client: ClientKey, until: float) -> Lease | None:
     """The record :meth:`LeaseStore.decline` writes, or None to ignore the DECLINE."""
     if existing is None or existing.client != client or existing.state not in HOLDING:
