@@ -89,12 +89,52 @@ def _bind_to_device(sock: socket.socket, ifname: str) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
 
 
-class RawIPv4Transport:
+class _RawTransport:
+    """What the IPv4 and IPv6 raw transports share: the socket pair, sending
+    to every destination, drop counting, closing. Subclasses open the sockets
+    and parse what arrives."""
+
+    ifname: str
+    primary: IPAddress
+    destinations: tuple[IPAddress, ...]
+    drops: DropCounter
+    send_errors: int
+    ifindex: int
+    _rx: socket.socket
+    _tx: socket.socket
+
+    def _sockaddr(self, dst: IPAddress) -> tuple[str | int, ...]:
+        raise NotImplementedError
+
+    def fileno(self) -> int:
+        return self._rx.fileno()
+
+    def send(self, advert: Advertisement) -> None:
+        """Send to the group (or each unicast peer); a full buffer loses the packet."""
+        for dst in self.destinations:
+            try:
+                self._tx.sendto(encode(advert, self.primary, dst), self._sockaddr(dst))
+            except OSError as exc:  # full buffer, link down, address gone: keep running
+                self.send_errors += 1
+                log.warning("vrrp advert to %s on %s lost: %s", dst, self.ifname, exc)
+
+    def _drop(self, exc: DecodeError, src: IPAddress | None) -> None:
+        self.drops[exc.reason] += 1
+        log.debug("vrrp packet from %s on %s dropped: %s", src, self.ifname, exc)
+
+    def close(self) -> None:
+        self._rx.close()
+        self._tx.close()
+
+
+class RawIPv4Transport(_RawTransport):
     """VRRP over IPv4 on one interface; needs CAP_NET_RAW.
 
     Create it inside the network namespace of the interface: the sockets stay
     there whatever the calling thread does afterwards.
     """
+
+    primary: ipaddress.IPv4Address
 
     def __init__(
         self,
@@ -129,17 +169,8 @@ class RawIPv4Transport:
             self.close()
             raise
 
-    def fileno(self) -> int:
-        return self._rx.fileno()
-
-    def send(self, advert: Advertisement) -> None:
-        """Send to 224.0.0.18 (or each unicast peer); a full buffer loses the packet."""
-        for dst in self.destinations:
-            try:
-                self._tx.sendto(encode(advert, self.primary, dst), (str(dst), 0))
-            except OSError as exc:  # full buffer, link down, address gone: keep running
-                self.send_errors += 1
-                log.warning("vrrp advert to %s on %s lost: %s", dst, self.ifname, exc)
+    def _sockaddr(self, dst: IPAddress) -> tuple[str | int, ...]:
+        return (str(dst), 0)
 
     def receive(self) -> list[Received]:
         out: list[Received] = []
@@ -173,16 +204,9 @@ class RawIPv4Transport:
             return None
         return Received(advert, src)
 
-    def _drop(self, exc: DecodeError, src: IPAddress | None) -> None:
-        self.drops[exc.reason] += 1
-        log.debug("vrrp packet from %s on %s dropped: %s", src, self.ifname, exc)
-
-    def close(self) -> None:
-        self._rx.close()
-        self._tx.close()
 
 
-class RawIPv6Transport:
+class RawIPv6Transport(_RawTransport):
     """VRRP over IPv6 on one interface (RFC 5798 §5.1.2); needs CAP_NET_RAW.
 
     Sent from our link-local `primary` to ff02::12 (or unicast peers) with hop
@@ -191,6 +215,8 @@ class RawIPv6Transport:
     IPV6_PKTINFO ancillary data. The checksum is computed and verified here, not
     by the kernel (IPV6_CHECKSUM would drop bad packets before we count them).
     """
+
+    primary: ipaddress.IPv6Address
 
     def __init__(
         self,
@@ -229,18 +255,8 @@ class RawIPv6Transport:
             self.close()
             raise
 
-    def fileno(self) -> int:
-        return self._rx.fileno()
-
-    def send(self, advert: Advertisement) -> None:
-        for dst in self.destinations:
-            try:
-                self._tx.sendto(
-                    encode(advert, self.primary, dst), (str(dst), 0, 0, self.ifindex)
-                )
-            except OSError as exc:
-                self.send_errors += 1
-                log.warning("vrrp advert to %s on %s lost: %s", dst, self.ifname, exc)
+    def _sockaddr(self, dst: IPAddress) -> tuple[str | int, ...]:
+        return (str(dst), 0, 0, self.ifindex)
 
     def receive(self) -> list[Received]:
         out: list[Received] = []
@@ -267,15 +283,10 @@ class RawIPv6Transport:
                 check_ttl(-1 if hops is None else hops)
                 advert = decode(data, src, dst if dst is not None else MCAST_IPV6)
             except DecodeError as exc:
-                self.drops[exc.reason] += 1
-                log.debug("vrrp packet from %s on %s dropped: %s", src, self.ifname, exc)
+                self._drop(exc, src)
                 continue
             out.append(Received(advert, src))
         return out
-
-    def close(self) -> None:
-        self._rx.close()
-        self._tx.close()
 
 
 class UdpTransport:
